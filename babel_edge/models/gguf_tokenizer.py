@@ -1,0 +1,87 @@
+"""A correct Hugging Face tokenizer built from a GGUF file's own vocabulary.
+
+Why: transformers 4.57 turns the Gemma 3 GGUF vocabulary into a Unigram
+tokenizer, which splits "capital" into "c ap it al" and gives an English
+perplexity of ~641 instead of ~8. The GGUF says what the tokenizer really is
+(`tokenizer.ggml.model == "llama"`: SentencePiece BPE, byte fallback), so we
+rebuild exactly that: a SentencePiece ModelProto from tokens, scores and token
+types, with the identity normalizer and no dummy prefix, converted by
+transformers into a fast tokenizer. Token ids match llama.cpp's (tested).
+
+Byte-level BPE vocabularies (`tokenizer.ggml.model == "gpt2"`: Qwen, Llama 3)
+are converted correctly by transformers itself and are left to it.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gguf
+
+
+def gguf_fields(path: str | Path, prefix: str = "") -> dict:
+    """Decoded metadata of a GGUF file (keys starting with `prefix`)."""
+    reader = gguf.GGUFReader(str(path))
+    return {k: f.contents() for k, f in reader.fields.items() if k.startswith(prefix)}
+
+
+def spm_model_proto(meta: dict) -> bytes:
+    """Serialized SentencePiece BPE ModelProto from GGUF tokenizer metadata."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    tokens = meta["tokenizer.ggml.tokens"]
+    scores = meta.get("tokenizer.ggml.scores") or [0.0] * len(tokens)
+    types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    m = pb.ModelProto()
+    ts = m.trainer_spec
+    ts.model_type = pb.TrainerSpec.BPE
+    ts.vocab_size = len(tokens)
+    ts.byte_fallback = True
+    ts.unk_id = meta.get("tokenizer.ggml.unknown_token_id", 0)
+    ts.bos_id = meta.get("tokenizer.ggml.bos_token_id", -1)
+    ts.eos_id = meta.get("tokenizer.ggml.eos_token_id", -1)
+    ts.pad_id = meta.get("tokenizer.ggml.padding_token_id", -1)
+    ns = m.normalizer_spec
+    ns.name = "identity"
+    ns.add_dummy_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", False))
+    ns.remove_extra_whitespaces = False
+    ns.escape_whitespaces = True
+    # GGUF token types use SentencePiece's enum (1 normal, 2 unknown, 3 control,
+    # 4 user defined, 5 unused, 6 byte), so they carry over unchanged.
+    for tok, score, typ in zip(tokens, scores, types):
+        p = m.pieces.add()
+        p.piece, p.score, p.type = tok, float(score), int(typ)
+    return m.SerializeToString()
+
+
+def tokenizer_from_gguf(path: str | Path):
+    """The fast tokenizer a GGUF file describes; None when transformers' own conversion is right."""
+    meta = gguf_fields(path)
+    kind = meta.get("tokenizer.ggml.model")
+    if kind != "llama":
+        return None
+    tokens = meta["tokenizer.ggml.tokens"]
+
+    def tok(key, default=None):
+        i = meta.get(key)
+        return tokens[i] if i is not None and 0 <= i < len(tokens) else default
+
+    from transformers import LlamaTokenizerFast, GemmaTokenizerFast
+
+    arch = meta.get("general.architecture", "")
+    cls = GemmaTokenizerFast if arch.startswith("gemma") else LlamaTokenizerFast
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "tokenizer.model"
+        vocab.write_bytes(spm_model_proto(meta))
+        tk = cls(vocab_file=str(vocab),
+                 bos_token=tok("tokenizer.ggml.bos_token_id"),
+                 eos_token=tok("tokenizer.ggml.eos_token_id"),
+                 unk_token=tok("tokenizer.ggml.unknown_token_id"),
+                 pad_token=tok("tokenizer.ggml.padding_token_id"),
+                 add_bos_token=bool(meta.get("tokenizer.ggml.add_bos_token", True)),
+                 add_eos_token=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
+                 legacy=False)
+    template = meta.get("tokenizer.chat_template")
+    if template:
+        tk.chat_template = template
+    return tk

