@@ -32,6 +32,7 @@ def _write_json_atomic(path: Path, data) -> None:
 
 def cmd_models(args) -> int:
     from .models import EMBEDDED, DEFAULT_MODEL, cache_dir, describe_model
+    from .models.loader import is_prepared
     from .models.adapters import ADAPTERS
 
     if args.model:
@@ -45,7 +46,7 @@ def cmd_models(args) -> int:
     for col in ("name", "description", "prepared"):
         t.add_column(col)
     for name, em in EMBEDDED.items():
-        ready = (cache_dir() / "models" / name / "config.json").exists()
+        ready = is_prepared(name)
         t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), em.description,
                   "yes" if ready else "no (first use converts it, about a minute)")
     out.print(t)
@@ -72,7 +73,7 @@ def cmd_langs(args) -> int:
         t.add_column(col, justify="right" if "chars" in col else "left")
     for s in sorted(stats, key=lambda s: (s.family, s.code)):
         t.add_row(s.code, s.name, s.family, s.script, s.source,
-                  f"{s.chars['profile']:,}", f"{s.chars['eval']:,}")
+                  f"{s.n_chars['profile']:,}", f"{s.n_chars['eval']:,}")
     out.print(t)
     return 0
 
@@ -156,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="also write the results to this JSON file")
     s.set_defaults(func=cmd_ppl)
 
-    from . import cli_profile
+    # later stages register their own subcommands, in pipeline order
+    from . import cli_profile, cli_prune, cli_runtime
     cli_profile.register(sub)
+    cli_prune.register(sub)
+    cli_runtime.register(sub)
     return p
 
 

@@ -19,6 +19,23 @@ from pathlib import Path
 import gguf
 
 
+# Gemma's turn format (<start_of_turn>role\n ... <end_of_turn>\n; the assistant's role is
+# "model"; a system message is folded into the next user turn). Used for Gemma GGUFs that
+# carry no `tokenizer.chat_template`, such as the embedded Gemma 3 270M.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(sys='') %}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{% set ns.sys = ns.sys + m['content'] | trim + '\n\n' %}"
+    "{% else %}"
+    "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else 'user') + '\n' }}"
+    "{% if m['role'] == 'user' %}{{ ns.sys }}{% set ns.sys = '' %}{% endif %}"
+    "{{ m['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
 def gguf_fields(path: str | Path, prefix: str = "") -> dict:
     """Decoded metadata of a GGUF file (keys starting with `prefix`)."""
     reader = gguf.GGUFReader(str(path))
@@ -82,6 +99,8 @@ def tokenizer_from_gguf(path: str | Path):
                  add_eos_token=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
                  legacy=False)
     template = meta.get("tokenizer.chat_template")
+    if not template and arch.startswith("gemma") and "<start_of_turn>" in tokens:
+        template = GEMMA_CHAT_TEMPLATE
     if template:
         tk.chat_template = template
     return tk

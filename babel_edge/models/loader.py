@@ -57,6 +57,9 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     ),
 }
 DEFAULT_MODEL = "gemma-3-270m"
+# Bump when the conversion of a GGUF changes (e.g. the tokenizer gains a chat template):
+# cached conversions with an older number are converted again.
+CONVERSION_VERSION = 2
 
 
 def _atomic_dir(final: Path):
@@ -133,7 +136,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path, licence: Path | None = None) ->
         if licence is not None:
             shutil.copy(licence, tmp / licence.name)
         (tmp / "babel_edge_source.json").write_text(json.dumps(
-            {"gguf": str(gguf_path), "gguf_sha256": sha256_file(gguf_path)}, indent=2))
+            {"gguf": str(gguf_path), "gguf_sha256": sha256_file(gguf_path),
+             "conversion_version": CONVERSION_VERSION}, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -143,13 +147,26 @@ def convert_gguf(gguf_path: Path, out_dir: Path, licence: Path | None = None) ->
     return out_dir
 
 
+def _converted(out: Path) -> bool:
+    try:
+        src = json.loads((out / "babel_edge_source.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (out / "config.json").exists() and src.get("conversion_version") == CONVERSION_VERSION
+
+
+def is_prepared(name: str) -> bool:
+    """Whether an embedded model is already converted (its first use takes a minute or more)."""
+    return _converted(cache_dir() / "models" / name)
+
+
 def resolve_model_dir(spec: str | None) -> Path:
     """A loadable HF model directory for what the user gave as --model."""
     spec = spec or DEFAULT_MODEL
     if spec in EMBEDDED:
         gguf_path = embedded_gguf(spec)
         out = cache_dir() / "models" / spec
-        if not (out / "config.json").exists():
+        if not _converted(out):
             convert_gguf(gguf_path, out, _licence_file(spec))
         return out
     path = Path(spec).expanduser()
@@ -163,7 +180,7 @@ def resolve_model_dir(spec: str | None) -> Path:
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
                              .encode()).hexdigest()[:16]
         out = cache_dir() / "models" / f"{path.stem}-{key}"
-        if not (out / "config.json").exists():
+        if not _converted(out):
             convert_gguf(path, out)
         return out
     if not (path / "config.json").exists():
@@ -228,7 +245,12 @@ def load_model(spec: str | None = None, dtype=None, device: str = "cpu") -> Load
     model_dir = resolve_model_dir(spec)
     arch = check_architecture(model_dir)
     with status(f"loading {model_dir.name}"):
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype or torch.float32)
+        if "ffn_widths" in read_config(model_dir):
+            # a pruned directory (per-layer FFN widths): from_pretrained cannot build it
+            from ..prune_io import load_pruned
+            model = load_pruned(model_dir, dtype=dtype or torch.float32, device=device)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype or torch.float32)
         model.to(device).eval()
         # transformers 4.57.6 flags every local checkpoint it saved itself as a possibly broken
         # Mistral regex; the fix only concerns Mistral tokenizers, so say so for the others.

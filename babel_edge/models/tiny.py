@@ -68,8 +68,12 @@ def tiny_tokenizer(texts: Sequence[str] | None = None, vocab_size: int = 512):
                                   show_progress=False)
     tok.train_from_iterator(list(texts or _SAMPLE) * 2, trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>")
+    # a plain-text chat format, so chat endpoints can be exercised on tiny models
+    fast.chat_template = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
+                          "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+    return fast
 
 
 def build_tiny_model(model_type: str, out_dir: str | Path | None = None, seed: int = 0,
