@@ -1,0 +1,236 @@
+"""Multilingual text for profiling and evaluation.
+
+The built-in corpus (``data/corpus.jsonl.xz``, rebuilt by
+``scripts/build_corpus.py``; sources and licences in ``data/NOTICE.md``) holds
+real text: LibreOffice help paragraphs aligned across languages, plus the
+Universal Declaration of Human Rights for languages LibreOffice lacks. Every
+language has a ``profile`` split and a disjoint ``eval`` split; the split is
+decided per alignment key, so eval text is parallel across languages.
+
+Users can bring their own text with :func:`load_user_corpus`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import lzma
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .languages import LANGUAGES, Language, UnknownLanguageError, get_language, parse_langs
+
+__all__ = [
+    "Corpus", "CorpusError", "LangStats", "Language", "LANGUAGES", "SPLITS",
+    "UnknownLanguageError", "get_language", "load_corpus", "load_user_corpus", "parse_langs",
+]
+
+SPLITS = ("profile", "eval")
+# User text without a split: every EVAL_EVERY-th paragraph goes to eval.
+EVAL_EVERY = 5
+_DATA_FILE = "corpus.jsonl.xz"
+
+
+class CorpusError(ValueError):
+    """Corpus input that cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LangStats:
+    code: str
+    name: str
+    family: str
+    branch: str
+    script: str
+    source: str
+    n_paragraphs: dict[str, int]   # split -> paragraphs
+    n_chars: dict[str, int]        # split -> characters
+
+    @property
+    def paragraphs(self) -> dict[str, int]:
+        return self.n_paragraphs
+
+    @property
+    def chars(self) -> dict[str, int]:
+        return self.n_chars
+
+
+@dataclass(frozen=True)
+class _Paragraph:
+    key: str
+    text: str
+
+
+class Corpus:
+    """Paragraphs per (language, split), in a fixed order."""
+
+    def __init__(self, paragraphs: dict[tuple[str, str], list[_Paragraph]],
+                 sources: dict[str, str], origin: str):
+        self._paragraphs = paragraphs
+        self._sources = sources
+        self.origin = origin  # where the text came from, for messages and run records
+
+    def languages(self) -> list[str]:
+        return sorted(self._sources)
+
+    def __contains__(self, lang: str) -> bool:
+        return lang in self._sources
+
+    def _check(self, lang: str, split: str) -> str:
+        if split not in SPLITS:
+            raise CorpusError(f"unknown split {split!r}; use 'profile' or 'eval'")
+        code = get_language(lang).code
+        if code not in self._sources:
+            raise CorpusError(f"the {self.origin} corpus has no {LANGUAGES[code].name} ({code}) text; "
+                              f"it has: {', '.join(self.languages())}")
+        return code
+
+    def texts(self, lang: str, split: str = "profile") -> list[str]:
+        """The paragraphs of one language and split (a new list each call)."""
+        code = self._check(lang, split)
+        return [p.text for p in self._paragraphs.get((code, split), [])]
+
+    def keys(self, lang: str, split: str = "profile") -> list[str]:
+        """Alignment keys, parallel to texts(): equal keys are translations of each other."""
+        code = self._check(lang, split)
+        return [p.key for p in self._paragraphs.get((code, split), [])]
+
+    def stats(self) -> list[LangStats]:
+        out = []
+        for code in self.languages():
+            lang = LANGUAGES[code]
+            ps = {s: self._paragraphs.get((code, s), []) for s in SPLITS}
+            out.append(LangStats(
+                code=code, name=lang.name, family=lang.family, branch=lang.branch,
+                script=lang.script, source=self._sources[code],
+                n_paragraphs={s: len(p) for s, p in ps.items()},
+                n_chars={s: sum(len(x.text) for x in p) for s, p in ps.items()}))
+        return out
+
+
+def _build(rows: Iterable[tuple[str, str, str, str, str]], origin: str) -> Corpus:
+    """rows of (lang, source, key, split, text) -> Corpus."""
+    paragraphs: dict[tuple[str, str], list[_Paragraph]] = {}
+    sources: dict[str, set[str]] = {}
+    for lang, source, key, split, text in rows:
+        paragraphs.setdefault((lang, split), []).append(_Paragraph(key, text))
+        sources.setdefault(lang, set()).add(source)
+    return Corpus(paragraphs, {l: "+".join(sorted(s)) for l, s in sources.items()}, origin)
+
+
+# ------------------------------------------------------------- built-in
+
+@functools.cache
+def load_corpus() -> Corpus:
+    """The built-in corpus (read once per process)."""
+    data = resources.files(__name__).joinpath("data").joinpath(_DATA_FILE)
+    try:
+        with data.open("rb") as raw, lzma.open(raw, "rt", encoding="utf-8") as f:
+            rows = [(r["lang"], r["source"], r["key"], r["split"], r["text"])
+                    for r in map(json.loads, f)]
+    except FileNotFoundError:
+        raise CorpusError(f"the built-in corpus file {data} is missing; "
+                          "rebuild it with `python3 scripts/build_corpus.py`") from None
+    return _build(rows, "built-in")
+
+
+# ----------------------------------------------------------------- user
+
+_BLANK_LINE = re.compile(r"\n\s*\n")
+
+
+def load_user_corpus(path: str | Path) -> Corpus:
+    """Your own text: a folder of ``<lang>.txt`` files (paragraphs separated by
+    blank lines; every 5th paragraph is held out for eval) or a ``.jsonl`` file
+    of ``{"lang": ..., "text": ...[, "split": "profile"|"eval"]}`` lines."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return _load_folder(p)
+    if p.is_file():
+        if p.name.endswith((".jsonl", ".jsonl.xz")):
+            return _load_jsonl(p)
+        raise CorpusError(f"corpus file {str(p)!r} is not a .jsonl file; give a .jsonl file "
+                          "or a folder of <lang>.txt files")
+    raise CorpusError(f"corpus path {str(p)!r} does not exist; give a folder of <lang>.txt files "
+                      "or a .jsonl file")
+
+
+def _user_lang(code: str, where: str) -> str:
+    try:
+        return get_language(code).code
+    except UnknownLanguageError as e:
+        raise CorpusError(f"{where}: {e}") from None
+
+
+def _held_out(i: int) -> str:
+    return "eval" if i % EVAL_EVERY == EVAL_EVERY - 1 else "profile"
+
+
+def _load_folder(folder: Path) -> Corpus:
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise CorpusError(f"corpus folder {str(folder)!r} has no <lang>.txt files; add files such as "
+                          "de.txt with paragraphs separated by blank lines")
+    rows, seen = [], {}
+    for f in files:
+        lang = _user_lang(f.stem, f"corpus file {f.name!r} is not named after a language code")
+        if lang in seen:
+            raise CorpusError(f"corpus files {seen[lang]!r} and {f.name!r} are both {lang}; merge them")
+        seen[lang] = f.name
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CorpusError(f"corpus file {str(f)!r} is not UTF-8 text; re-save it as UTF-8") from None
+        except OSError as e:
+            raise CorpusError(f"cannot read corpus file {str(f)!r} ({e.strerror}); check its permissions") from None
+        paras = [s.strip() for s in _BLANK_LINE.split(text.replace("\r\n", "\n")) if s.strip()]
+        if not paras:
+            raise CorpusError(f"corpus file {str(f)!r} is empty; add paragraphs separated by blank lines "
+                              "or remove the file")
+        rows += [(lang, "user", f"{f.name}:{i + 1}", _held_out(i), t) for i, t in enumerate(paras)]
+    return _build(rows, f"user ({folder})")
+
+
+def _lines(path: Path) -> Iterator[str]:
+    opener = lzma.open if path.name.endswith(".xz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        yield from f
+
+
+def _load_jsonl(path: Path) -> Corpus:
+    example = '{"lang": "de", "text": "..."}'
+    rows, counts = [], {}
+    try:
+        for n, line in enumerate(_lines(path), 1):
+            if not line.strip():
+                continue
+            where = f"{path.name} line {n}"
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{where} is not valid JSON ({e.msg}); each line must be an object "
+                                  f"like {example}") from None
+            if not isinstance(r, dict) or not isinstance(r.get("lang"), str) \
+                    or not isinstance(r.get("text"), str):
+                raise CorpusError(f"{where} needs string fields \"lang\" and \"text\", like {example}")
+            lang = _user_lang(r["lang"], where)
+            text = r["text"].strip()
+            if not text:
+                continue
+            split = r.get("split")
+            if split is None:
+                # Same rule as the folder format, counted per language.
+                split = _held_out(counts.get(lang, 0))
+                counts[lang] = counts.get(lang, 0) + 1
+            elif split not in SPLITS:
+                raise CorpusError(f"{where} has split {split!r}; use \"profile\" or \"eval\" or leave it out")
+            rows.append((lang, "user", str(r.get("key", f"{path.name}:{n}")), split, text))
+    except UnicodeDecodeError:
+        raise CorpusError(f"corpus file {str(path)!r} is not UTF-8 text; re-save it as UTF-8") from None
+    except (OSError, lzma.LZMAError, EOFError) as e:
+        raise CorpusError(f"cannot read corpus file {str(path)!r} ({e}); check the file") from None
+    if not rows:
+        raise CorpusError(f"corpus file {str(path)!r} has no text; add lines like {example}")
+    return _build(rows, f"user ({path})")
