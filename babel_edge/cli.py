@@ -158,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_ppl)
 
     # later stages register their own subcommands, in pipeline order
-    from . import cli_profile, cli_prune, cli_runtime
+    from . import cli_export, cli_profile, cli_prune, cli_runtime
     cli_profile.register(sub)
     cli_prune.register(sub)
+    cli_export.register(sub)
     cli_runtime.register(sub)
     return p
 

@@ -17,8 +17,8 @@ the CPU.
 """
 from __future__ import annotations
 
-import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -167,11 +167,33 @@ class Engine:
         raise NotImplementedError
 
     def generate(self, ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int | None = None) -> Iterator[int]:
+                 top_p: float = 1.0, seed: int | None = None,
+                 stop_at_eos: bool = True) -> Iterator[int]:
+        """Stream of new token ids (EOS included when reached). stop_at_eos=False decodes
+        exactly max_new_tokens, as benchmarks need."""
+        raise NotImplementedError
+
+    def prefill(self, ids: Sequence[int]) -> None:
+        """Process a prompt (the timed part of a prefill benchmark)."""
         raise NotImplementedError
 
     def weight_bytes(self) -> int:
+        """Bytes of weights one decoded token reads."""
         raise NotImplementedError
+
+    def gpu_memory(self) -> dict:
+        """GPU memory this process holds, from nvidia-smi (empty when there is none)."""
+        try:
+            r = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                                "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                               timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        for line in r.stdout.splitlines():
+            pid, _, mb = line.partition(",")
+            if pid.strip() == str(os.getpid()):
+                return {"gpu_memory_mb": float(mb)}
+        return {}
 
     def render_chat(self, messages: list[dict]) -> list[int]:
         """Prompt ids for chat messages through the model's own template."""
@@ -192,15 +214,19 @@ class _StepEngine(Engine):
     def _step(self, ids: Sequence[int], state):
         raise NotImplementedError
 
-    def generate(self, ids, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
+    def generate(self, ids, max_new_tokens, temperature=0.0, top_p=1.0, seed=None,
+                 stop_at_eos=True):
         rng = np.random.default_rng(seed)
         logits, state = self._step(list(ids), None)
-        for _ in range(max_new_tokens):
+        for i in range(max_new_tokens):
             tok = sample(logits[-1], temperature, top_p, rng)
             yield tok
-            if tok in self.eos_ids:
+            if (stop_at_eos and tok in self.eos_ids) or i == max_new_tokens - 1:
                 return
             logits, state = self._step([tok], state)
+
+    def prefill(self, ids):
+        self._step(list(ids), None)
 
     def score(self, batch):
         return [_nll_rows(self._step(list(ids), None)[0], ids) for ids in batch]
@@ -301,12 +327,21 @@ class LlamaCppEngine(Engine):
 
         self.path = Path(path)
         self.name, self.device, self.n_ctx = self.path.name, device, n_ctx
-        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, logits_all=True,
-                         n_threads=n_threads or os.cpu_count(), n_batch=min(n_ctx, 512),
+        # logits_all stays off: with it on, every prefill computes the 262k-wide head for every
+        # position, which would make generation and prefill timings unfair. `score` turns the
+        # per-position logits on for its own evaluations only.
+        self.n_batch = min(n_ctx, 512)
+        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, logits_all=False,
+                         n_threads=n_threads or os.cpu_count(), n_batch=self.n_batch,
                          n_gpu_layers=-1 if device == "cuda" else 0, verbose=False)
         md = self.llm.metadata
         self._add_bos = md.get("tokenizer.ggml.add_bos_token", "true") == "true"
         self.chat_template = md.get("tokenizer.chat_template")
+        if not self.chat_template:
+            from babel_edge.models.gguf_tokenizer import default_chat_template
+            turn = self.llm.tokenize(b"<start_of_turn>", add_bos=False, special=True)
+            self.chat_template = default_chat_template(
+                md.get("general.architecture", ""), ["<start_of_turn>"] if len(turn) == 1 else [])
         self.bos_token = self._piece(self.llm.token_bos())
         self.eos_token = self._piece(self.llm.token_eos())
         self.eos_ids = {self.llm.token_eos()}
@@ -330,15 +365,23 @@ class LlamaCppEngine(Engine):
         return self.llm.detokenize(list(ids)).decode("utf-8", "replace")
 
     def score(self, batch):
+        """Summed NLL per sequence; sequences are cut at n_batch (512) tokens, the rows
+        llama-cpp-python keeps logits for when logits_all is off at load time."""
         out = []
-        for ids in batch:
-            ids = list(ids)[: self.n_ctx]
+        self.llm._logits_all = True      # per-position logits for these evaluations only
+        try:
+            for ids in batch:
+                ids = list(ids)[: self.n_batch]
+                self.llm.reset()
+                self.llm.eval(ids)
+                out.append(_nll_rows(np.asarray(self.llm.scores[: len(ids) - 1]), ids))
+        finally:
+            self.llm._logits_all = False
             self.llm.reset()
-            self.llm.eval(ids)
-            out.append(_nll_rows(np.asarray(self.llm.scores[: len(ids) - 1]), ids))
         return out
 
-    def generate(self, ids, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
+    def generate(self, ids, max_new_tokens, temperature=0.0, top_p=1.0, seed=None,
+                 stop_at_eos=True):
         if seed is not None:
             self.llm.set_seed(seed)
         n = 0
@@ -347,8 +390,12 @@ class LlamaCppEngine(Engine):
                                      min_p=0.0, repeat_penalty=1.0, reset=True):
             yield tok
             n += 1
-            if tok in self.eos_ids or n >= max_new_tokens:
+            if (stop_at_eos and tok in self.eos_ids) or n >= max_new_tokens:
                 return
+
+    def prefill(self, ids):
+        self.llm.reset()
+        self.llm.eval(list(ids))
 
     def weight_bytes(self) -> int:
         from gguf import GGUFReader

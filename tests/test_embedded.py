@@ -58,3 +58,27 @@ def test_perplexity_close_to_llama_cpp(embedded, llama):
         assert abs(a.ppl / b.ppl - 1) < 0.08, (a.lang, a.ppl, b.ppl)
     # the tokenizer trap (Unigram from the GGUF) gives English perplexity in the hundreds
     assert ours[0].ppl < 60
+
+
+def test_server_over_llama_cpp_chats_in_gemma_format(llama):
+    """The embedded GGUF in llama.cpp behind the server, with the official client."""
+    import threading
+
+    import openai
+
+    from babel_edge.runtime.server import ApiServer
+
+    srv = ApiServer(llama, "127.0.0.1", 0, model_id="gemma")
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=120)
+        r = c.chat.completions.create(model="gemma", temperature=0, max_tokens=24, messages=[
+            {"role": "user", "content": "What is the capital of France? Answer in one word."}])
+        assert "Paris" in r.choices[0].message.content
+        text = "".join(ch.choices[0].text for ch in c.completions.create(
+            model="gemma", prompt="Die Hauptstadt von Deutschland ist", max_tokens=8,
+            temperature=0, stream=True))
+        assert "Berlin" in text
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -48,14 +48,6 @@ class LangStats:
     n_paragraphs: dict[str, int]   # split -> paragraphs
     n_chars: dict[str, int]        # split -> characters
 
-    @property
-    def paragraphs(self) -> dict[str, int]:
-        return self.n_paragraphs
-
-    @property
-    def chars(self) -> dict[str, int]:
-        return self.n_chars
-
 
 @dataclass(frozen=True)
 class _Paragraph:
@@ -123,6 +115,16 @@ def _build(rows: Iterable[tuple[str, str, str, str, str]], origin: str) -> Corpu
 # ------------------------------------------------------------- built-in
 
 @functools.cache
+@functools.cache
+def corpus_digest() -> str:
+    """sha256 (first 16 hex digits) of the shipped corpus file: a cache key for anything
+    measured on it (profiles, calibration)."""
+    import hashlib
+
+    data = resources.files(__name__).joinpath("data").joinpath(_DATA_FILE)
+    return hashlib.sha256(data.read_bytes()).hexdigest()[:16]
+
+
 def load_corpus() -> Corpus:
     """The built-in corpus (read once per process)."""
     data = resources.files(__name__).joinpath("data").joinpath(_DATA_FILE)

@@ -36,6 +36,14 @@ GEMMA_CHAT_TEMPLATE = (
 )
 
 
+def default_chat_template(arch: str, tokens) -> str | None:
+    """The chat template to use when a GGUF carries none: Gemma's turn format for Gemma
+    vocabularies (they have the turn tokens), otherwise none."""
+    if arch.startswith("gemma") and "<start_of_turn>" in tokens:
+        return GEMMA_CHAT_TEMPLATE
+    return None
+
+
 def gguf_fields(path: str | Path, prefix: str = "") -> dict:
     """Decoded metadata of a GGUF file (keys starting with `prefix`)."""
     reader = gguf.GGUFReader(str(path))
@@ -98,9 +106,7 @@ def tokenizer_from_gguf(path: str | Path):
                  add_bos_token=bool(meta.get("tokenizer.ggml.add_bos_token", True)),
                  add_eos_token=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
                  legacy=False)
-    template = meta.get("tokenizer.chat_template")
-    if not template and arch.startswith("gemma") and "<start_of_turn>" in tokens:
-        template = GEMMA_CHAT_TEMPLATE
+    template = meta.get("tokenizer.chat_template") or default_chat_template(arch, tokens)
     if template:
         tk.chat_template = template
     return tk

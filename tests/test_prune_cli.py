@@ -1,0 +1,119 @@
+"""`babel-edge prune` and `babel-edge eval` as a user runs them: exit codes, one-line errors,
+the files written."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from babel_edge import cli_prune
+
+LANGS = ["en", "de", "fr"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The real CLI parser once cli.py registers these commands; else the same subparsers alone."""
+    try:
+        from babel_edge.cli import build_parser
+        return build_parser()
+    except ImportError:                       # another stage's module is not there yet
+        p = argparse.ArgumentParser(prog="babel-edge")
+        sub = p.add_subparsers(dest="command", required=True)
+        cli_prune.register(sub)
+        return p
+
+
+def run(*argv) -> int:
+    """cli.main's contract: user errors -> one line on stderr, exit code 2."""
+    import sys
+
+    from babel_edge.errors import user_error_types
+
+    args = _parser().parse_args([str(a) for a in argv])
+    try:
+        return args.func(args)
+    except user_error_types() as e:
+        print(f"babel-edge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("BABEL_EDGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def profile_file(tiny_dirs, tmp_path_factory):
+    from babel_edge.corpus import load_corpus
+    from babel_edge.models import load_model
+    from babel_edge.profile import profile_model, save_profile
+
+    corpus = load_corpus()
+    lm = load_model(str(tiny_dirs["llama"]))
+    prof = profile_model(lm, LANGS, lambda l: corpus.texts(l, "profile"), tokens_per_lang=256,
+                         min_tokens=64, expert_size=16, max_len=128)
+    return save_profile(prof, tmp_path_factory.mktemp("prof") / "llama.safetensors")
+
+
+def test_help_describes_both_commands():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    cli_prune.register(sub)
+    for name in ("prune", "eval"):
+        sp = sub.choices[name]
+        assert sp.description and sp.format_help().strip()
+    h = sub.choices["prune"].format_help()
+    for opt in ("--rate", "--strategy", "--schedule", "--granularity", "--no-compensate",
+                "--multiple-of", "--out", "massive"):
+        assert opt in h
+
+
+def test_prune_then_eval(tiny_dirs, profile_file, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    rc = run("prune", "--model", tiny_dirs["llama"], "--profile", profile_file, "--langs", "en,de",
+             "--rate", "0.5", "--calib-tokens", "256", "--multiple-of", "16", "--out", out)
+    assert rc == 0, capsys.readouterr().err
+    plan = json.loads((out / "pruning_plan.json").read_text())
+    assert plan["target_langs"] == ["en", "de"] and plan["strategy"] == "mass"
+    assert sum(l["width"] for l in plan["layers"]) == 512
+    assert (out / "tokenizer.json").exists() and (out / "model.safetensors").exists()
+    assert "saved" in capsys.readouterr().out
+
+    rc = run("eval", "--model", out, "--langs", "en,de,ru", "--max-tokens", "48")
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "eval.json").read_text())
+    assert rep["target_langs"] == ["en", "de"]
+    assert [(r["lang"], r["target"]) for r in rep["results"]] == [("en", True), ("de", True), ("ru", False)]
+    assert rep["params"]["ffn"] == plan["params"]["ffn_after"]
+    assert rep["file_bytes"] > 0 and rep["summary"]["other_ppl_gmean"] > 1
+    assert rep["pruning"]["compensate"] is True
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--rate", "1.5"], "between 0 and 1"),
+    (["--rate", "0"], "between 0 and 1"),
+    (["--langs", "en,zh"], "not in this profile"),
+    (["--langs", "en,ger"], "did you mean 'de'"),
+    (["--rate", "0.99"], "below the floor"),                  # a width would reach zero
+    (["--multiple-of", "48"], "multiple of 48"),
+])
+def test_bad_prune_input_is_one_line_exit_2(tiny_dirs, profile_file, tmp_path, capsys, extra, expect):
+    args = {"--model": tiny_dirs["llama"], "--profile": profile_file, "--langs": "en",
+            "--rate": "0.5", "--out": tmp_path / "o"}
+    for k, v in zip(extra[::2], extra[1::2]):
+        args[k] = v
+    rc = run("prune", *[x for kv in args.items() for x in kv], "--calib-tokens", "128")
+    err = capsys.readouterr().err
+    assert rc == 2 and expect in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_profile_of_another_model_is_refused(tiny_dirs, profile_file, tmp_path, capsys):
+    rc = run("prune", "--model", tiny_dirs["qwen2"], "--profile", profile_file, "--langs", "en",
+             "--rate", "0.5", "--out", tmp_path / "o")
+    err = capsys.readouterr().err
+    assert rc == 2 and "another model" in err and len(err.strip().splitlines()) == 1
+    rc = run("prune", "--model", tiny_dirs["qwen2"], "--langs", "en", "--rate", "0.5",
+             "--out", tmp_path / "o")
+    assert rc == 2 and "--profile is needed" in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""Engines, device selection and the benchmark on tiny models."""
+import json
+
+import numpy as np
+import pytest
+
+from babel_edge.errors import UserError
+from babel_edge.runtime import engines
+from babel_edge.runtime.engines import DeviceError, TorchEngine, check_device, detect_backend, sample
+
+
+def test_device_selection_refuses_missing_gpu(monkeypatch):
+    monkeypatch.setattr(engines, "_torch_cuda", lambda: False)
+    monkeypatch.setattr(engines, "_ort_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(engines, "_llama_gpu", lambda: False)
+    for backend, hint in [("torch", "PyTorch"), ("onnxruntime", "onnxruntime-gpu"),
+                          ("llama.cpp", "GGML_CUDA")]:
+        check_device(backend, "cpu")
+        with pytest.raises(DeviceError, match=hint):
+            check_device(backend, "cuda")
+    with pytest.raises(DeviceError, match="unknown device"):
+        check_device("torch", "tpu")
+
+
+def test_device_selection_accepts_present_gpu(monkeypatch):
+    monkeypatch.setattr(engines, "_torch_cuda", lambda: True)
+    monkeypatch.setattr(engines, "_ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(engines, "_llama_gpu", lambda: True)
+    for backend in engines.BACKENDS:
+        check_device(backend, "cuda")
+
+
+def test_real_machine_gpu_state_is_reported_not_faked():
+    # on a machine without a GPU, asking for one must fail with a clear message
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError):
+            engines.open_engine(None, "torch", "cuda")
+
+
+def test_detect_backend(tmp_path, tiny_dirs):
+    g = tmp_path / "m.gguf"
+    g.write_bytes(b"GGUF")
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "model.onnx").write_bytes(b"")
+    assert detect_backend(g) == "llama.cpp"
+    assert detect_backend(tmp_path / "onnx") == "onnxruntime"
+    assert detect_backend(tiny_dirs["llama"]) == "torch"
+    with pytest.raises(UserError, match="ONNX export"):
+        engines.open_engine(tiny_dirs["llama"], "onnxruntime")
+
+
+def test_sampling_greedy_top_p_and_seed():
+    logits = np.array([0.0, 5.0, 1.0, -2.0])
+    assert sample(logits, 0.0, 1.0, np.random.default_rng(0)) == 1
+    # top_p tiny keeps only the top token
+    assert {sample(logits, 1.0, 1e-6, np.random.default_rng(i)) for i in range(20)} == {1}
+    draws = [sample(logits, 5.0, 1.0, np.random.default_rng(i)) for i in range(200)]
+    assert len(set(draws)) > 2
+    assert draws == [sample(logits, 5.0, 1.0, np.random.default_rng(i)) for i in range(200)]
+
+
+def test_torch_engine_generate_matches_hf_generate(tiny_dirs):
+    import torch
+
+    eng = TorchEngine(tiny_dirs["qwen2"])
+    ids = eng.tokenize("Die Hauptstadt von Deutschland")
+    ours = list(eng.generate(ids, 10, stop_at_eos=False))
+    with torch.no_grad():
+        ref = eng.model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False,
+                                 eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+    assert ours == ref
+    # score equals the NLL of a full forward
+    s = eng.score([ids])[0]
+    with torch.no_grad():
+        loss = eng.model(torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+    assert s == pytest.approx(loss * (len(ids) - 1), rel=1e-4)
+
+
+def test_bench_measures_two_subjects(tiny_dirs, tmp_path):
+    from babel_edge.runtime.bench import Subject, chart, markdown, run_bench
+
+    subjects = [Subject("dense", str(tiny_dirs["llama"]), "torch"),
+                Subject("pruned", str(tiny_dirs["gemma3_text"]), "torch")]
+    res = run_bench(subjects, rounds=1, ppl_langs=["en"], ppl_tokens=64)
+    rows = res["results"]
+    assert [r["label"] for r in rows] == ["dense", "pruned"]
+    for r in rows:
+        assert r["decode_tok_s"]["median"] > 0 and r["prefill512_tok_s"]["median"] > 0
+        assert r["rounds"][0]["decode_tokens"] == 128
+        assert r["peak_rss_mb"]["median"] > 50
+        assert r["ppl"]["en"]["tokens"] >= 64
+    c = res["comparisons"][0]
+    assert c["ideal_decode_speedup"] == pytest.approx(
+        rows[0]["weight_bytes_per_token"] / rows[1]["weight_bytes_per_token"])
+    md = markdown(res, ["en"])
+    assert "decode speedup" in md and "**en**" in md
+    chart(res, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+    json.dumps(res)
