@@ -364,12 +364,12 @@ def export_gguf(model_dir_or_loaded, out: str | Path, quant: str = "q8_0", force
     finally:
         if runner is not None:
             runner.close()
-        if os.environ.get("BABEL_EDGE_KEEP_FAILED") != "1":
-            _unlink(tmp, tmp_f32)
+        _unlink(tmp, tmp_f32)
 
     cfg = model.config
     hidden = cfg.hidden_size
-    ffn_bytes = sum(b for k, b in types["bytes_by_tensor"].items() if ".ffn_" in k)
+    ffn_bytes = sum(b for k, b in types["bytes_by_tensor"].items()
+                    if any(f".{x}." in k for x in ("ffn_gate", "ffn_up", "ffn_down")))
     summary = {
         "format": "gguf",
         "precision": quant,

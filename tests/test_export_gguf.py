@@ -9,7 +9,6 @@ spinning worker threads are ~100x slower than one thread.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -210,19 +209,10 @@ def test_parity_miss_raises_and_leaves_nothing(tiny_dirs, tmp_path, monkeypatch)
 # ----------------------------------------------------------------------------- CLI
 
 def run_cli(argv, capsys):
-    """`babel-edge <argv>` as cli.main runs it (the export subcommand registered)."""
-    from babel_edge import cli_export
-    from babel_edge.errors import user_error_types
+    """`babel-edge <argv>` through the real entry point: (exit code, captured output)."""
+    from babel_edge.cli import main
 
-    p = argparse.ArgumentParser(prog="babel-edge")
-    sub = p.add_subparsers(dest="command", required=True)
-    cli_export.register(sub)
-    args = p.parse_args(argv)
-    try:
-        rc = args.func(args)
-    except user_error_types() as e:
-        print(f"babel-edge {args.command}: error: {e}", file=__import__("sys").stderr)
-        rc = 2
+    rc = main(argv)
     return rc, capsys.readouterr()
 
 
