@@ -115,7 +115,6 @@ def _build(rows: Iterable[tuple[str, str, str, str, str]], origin: str) -> Corpu
 # ------------------------------------------------------------- built-in
 
 @functools.cache
-@functools.cache
 def corpus_digest() -> str:
     """sha256 (first 16 hex digits) of the shipped corpus file: a cache key for anything
     measured on it (profiles, calibration)."""
@@ -125,6 +124,7 @@ def corpus_digest() -> str:
     return hashlib.sha256(data.read_bytes()).hexdigest()[:16]
 
 
+@functools.cache
 def load_corpus() -> Corpus:
     """The built-in corpus (read once per process)."""
     data = resources.files(__name__).joinpath("data").joinpath(_DATA_FILE)
