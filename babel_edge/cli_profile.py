@@ -24,7 +24,7 @@ are kept in FILE.partial/ so an interrupted run resumes where it stopped.
 Languages with fewer than --tokens-per-lang tokens of text are profiled on all
 they have (a note says so); fewer than --min-tokens (default {DEFAULT_MIN_TOKENS}) is refused.
 
-example: babel-edge profile --langs en,de,fr,zh,ar,ru --out en-de.profile.safetensors
+example: babel-edge profile --langs en,de,fr,zh,ar,ru --out six.profile.safetensors
 """
 
 REPORT_DESCRIPTION = """\
@@ -39,7 +39,7 @@ a random expert split recorded in the same pass and for shuffled family labels.
 Writes DIR/report.html (self-contained, images inlined), DIR/summary.json and
 DIR/*.png.
 
-example: babel-edge report en-de.profile.safetensors --out report/
+example: babel-edge report six.profile.safetensors --out report/
 """
 
 

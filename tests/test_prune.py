@@ -295,7 +295,7 @@ def test_embedded_prune_round_trip(embedded, texts_for, tmp_path):
     from babel_edge.evaluate import hf_tokenize, score_language, torch_scorer
     from babel_edge.profile import profile_model
 
-    prof = profile_model(embedded, ["en", "de"], texts_for, tokens_per_lang=1024, min_tokens=256)
+    prof = profile_model(embedded, ["en"], texts_for, tokens_per_lang=512, min_tokens=256)
     model, plan = prune_loaded(embedded, ["en"], 0.5, profile=prof, texts_for=texts_for,
                                calib_tokens=2048)
     widths = [l["width"] for l in plan["layers"]]
