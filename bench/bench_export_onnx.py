@@ -5,8 +5,8 @@
     python bench/bench_export_onnx.py --model path/to/pruned-dir --variants model
 
 Variants: `dense` (the model as loaded), `pruned` (the model pruned in memory to per-layer
-widths averaging --rate of the FFN, keeping the neurons with the largest down-projection
-columns — a stand-in when no pruned directory is at hand), `model` (a directory as given,
+widths averaging --rate of the FFN, keeping the neurons with the largest activation mass ×
+down-column norm — a stand-in when no pruned directory is at hand), `model` (a directory as given,
 e.g. written by `babel-edge prune`). For each variant × precision: export (with its parity
 check), then greedy decoding through the KV cache in onnxruntime vs PyTorch on the same
 model (same prompt, same number of tokens, same thread count).
@@ -30,21 +30,39 @@ import numpy as np
 PROMPT = "The capital of France is Paris. The capital of Germany is"
 
 
-def prune_by_down_norm(model, rate: float, multiple: int = 32, spread: float = 0.3):
+def prune_by_mass(lm, rate: float, multiple: int = 32, spread: float = 0.2):
     """Per-layer widths averaging (1 - rate) of the FFN, growing with depth by ±spread/2,
-    keeping each layer's neurons with the largest down-projection column norms."""
+    keeping each layer's neurons with the largest activation mass (mean |input of down|
+    on a little en/de/fr text) × down-column norm — DESIGN §4's criterion, which keeps
+    Gemma's massive-activation neurons. No refit: a stand-in for `babel-edge prune`."""
+    import torch
+
+    from babel_edge.corpus import load_corpus
     from babel_edge.models import ffn_layers
     from babel_edge.prune_io import set_width_config, shrink_layer
 
-    views = ffn_layers(model)
+    views = ffn_layers(lm.model)
+    mass = [torch.zeros(v.width) for v in views]
+    hooks = [v.down.register_forward_pre_hook(
+        lambda m, a, i=v.index: mass[i].add_(a[0].detach().abs().reshape(-1, mass[i].numel()).sum(0)))
+        for v in views]
+    corpus = load_corpus()
+    try:
+        with torch.no_grad():
+            for lang in ("en", "de", "fr"):
+                text = next(iter(corpus.texts(lang, "profile")))
+                lm.model(lm.tokenizer(text, return_tensors="pt").input_ids[:, :128])
+    finally:
+        for h in hooks:
+            h.remove()
     n, keep = len(views), 1.0 - rate
     for v in views:
         frac = keep - spread / 2 + spread * v.index / max(n - 1, 1)
         w = max(multiple, int(round(v.width * frac / multiple)) * multiple)
-        kept = v.down.weight.norm(dim=0).topk(w).indices.sort().values
-        shrink_layer(model, v.index, kept)
-    set_width_config(model)
-    return model
+        score = mass[v.index] * v.down.weight.detach().norm(dim=0)
+        shrink_layer(lm.model, v.index, score.topk(w).indices.sort().values)
+    set_width_config(lm.model)
+    return lm.model
 
 
 def torch_decode(model, ids, n):
@@ -98,12 +116,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="threads for torch and onnxruntime")
     ap.add_argument("--out", default=None, help="where to write the exports (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the exports")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse exports already in --out (re-measure decode speed only)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
     import torch
 
-    from babel_edge.exporters.onnx import OnnxCausalLM, export_onnx
+    from babel_edge.exporters.onnx import SUMMARY_FILE, OnnxCausalLM, export_onnx
     from babel_edge.exporters.parity import ParityError
     from babel_edge.models import ffn_layers, load_model
 
@@ -115,7 +135,7 @@ def main(argv=None) -> int:
     for variant in args.variants.split(","):
         lm = load_model(args.model)
         if variant == "pruned":
-            prune_by_down_norm(lm.model, args.rate)
+            prune_by_mass(lm, args.rate)
         tok = lm.tokenizer
         ids = list(tok(PROMPT)["input_ids"])
         ref_toks, t_pre, t_tps = torch_decode(lm.model, ids, args.tokens)
@@ -126,14 +146,18 @@ def main(argv=None) -> int:
             row = {"variant": variant, "precision": precision,
                    "ffn_widths": [v.width for v in ffn_layers(lm.model)]}
             t0 = time.perf_counter()
-            try:
-                s = export_onnx(lm, out, precision, force=True, verbose=False)
-            except ParityError as e:
-                row.update(export_s=round(time.perf_counter() - t0, 1), error=str(e))
-                rows.append(row)
-                print(f"[{variant} {precision}] {e}", file=sys.stderr)
-                continue
-            row["export_s"] = round(time.perf_counter() - t0, 1)
+            if args.reuse and (out / SUMMARY_FILE).exists():
+                s = json.loads((out / SUMMARY_FILE).read_text())
+                row["export_s"] = s["seconds"]["total"]
+            else:
+                try:
+                    s = export_onnx(lm, out, precision, force=True, verbose=False)
+                except ParityError as e:
+                    row.update(export_s=round(time.perf_counter() - t0, 1), error=str(e))
+                    rows.append(row)
+                    print(f"[{variant} {precision}] {e}", file=sys.stderr)
+                    continue
+                row["export_s"] = round(time.perf_counter() - t0, 1)
             row.update(model_bytes=s["model_bytes"], parameters=s["parameters"],
                        ffn_kept=s["ffn_kept"], parity={k: s["parity"][k] for k in (
                            "max_abs_diff", "mean_abs_diff", "argmax_agreement", "ppl_reference",
@@ -153,7 +177,7 @@ def main(argv=None) -> int:
                   f"{row['export_s']}s, argmax {row['parity']['argmax_agreement']:.3f}, ppl ×"
                   f"{row['parity']['ppl_ratio']:.4f}, ORT {o_tps:.1f} tok/s vs torch {t_tps:.1f}, "
                   f"greedy agree {row['greedy_agree_prefix']}/{args.tokens}", file=sys.stderr)
-            if not args.keep:
+            if not (args.keep or args.reuse):
                 shutil.rmtree(out, ignore_errors=True)
         del lm
     if not args.out and not args.keep:

@@ -9,6 +9,8 @@ model.onnx_data) and what a plain onnxruntime session runs:
     inputs   input_ids [B,T] int64, attention_mask [B,P+T] int64, position_ids [B,T] int64,
              past_key_values.{i}.key/value [B, kv_heads, P, head_dim]
     outputs  logits [B,T,V], present.{i}.key/value [B, kv_heads, P+T, head_dim]
+For Gemma 2, optimum-onnx 0.1.0's loader guesses the cache shape wrong; `load_ort_model`
+loads any export with the shape read from the graph.
 Every layer keeps its whole KV history (sliding-window layers are masked, not
 truncated), so all layers' caches grow alike and the runner needs no per-family code.
 
@@ -273,16 +275,31 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _ffn_summary(model) -> dict:
+def _ffn_summary(model, model_dir: Path | None) -> dict:
+    """Per-layer FFN widths now and, when known, before pruning (the pruning plan's
+    `layers[i].width_before`; a model whose config lists no `ffn_widths` and whose layers all
+    have `intermediate_size` is dense). A model sliced in memory has no record of its
+    original widths: then `ffn_widths_before` and `ffn_kept` are None."""
     from ..models.adapters import ffn_layers
 
     views = ffn_layers(model)
     widths = [v.width for v in views]
-    dense = int(getattr(model.config, "intermediate_size", max(widths)) or max(widths))
+    before = None
+    plan = model_dir / "pruning_plan.json" if model_dir else None
+    if plan is not None and plan.exists():
+        try:
+            layers = json.loads(plan.read_text()).get("layers") or []
+            got = [int(x["width_before"]) for x in layers]
+            before = got if len(got) == len(widths) else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            before = None
+    if before is None and getattr(model.config, "ffn_widths", None) is None \
+            and all(w == getattr(model.config, "intermediate_size", None) for w in widths):
+        before = widths
     per_neuron = [v.gate.in_features * 3 for v in views]   # gate row + up row + down column
-    return {"ffn_widths": widths, "ffn_width_dense": max(dense, max(widths)),
+    return {"ffn_widths": widths, "ffn_width_max": max(widths), "ffn_widths_before": before,
             "ffn_parameters": int(sum(w * p for w, p in zip(widths, per_neuron))),
-            "ffn_kept": round(sum(widths) / (max(dense, max(widths)) * len(widths)), 4)}
+            "ffn_kept": round(sum(widths) / sum(before), 4) if before else None}
 
 
 def _run_parity(model, out_dir: Path, prompts, paragraphs, precision: str) -> ParityReport:
@@ -309,7 +326,10 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
                 force: bool = False, *, opset: int | None = None, verbose: bool = True) -> dict:
     """Export a model (directory/spec, or a LoadedModel held in memory) to an ONNX directory.
 
-    precision: fp32 | fp16 (for GPUs) | int8 (dynamic, CPU) | int4 (weight-only MatMulNBits).
+    precision: fp32 | fp16 (for GPUs; KV cache in fp16 too) | int8 | int4 — the last two are
+    weight-only blocks of 32 (onnxruntime MatMulNBits; see onnx_graph.quantize_weights).
+    The model is traced as it is in memory (whatever width each FFN layer has); note that
+    optimum's tracer sets `use_cache` on the model's config while it runs.
     Raises UserError on bad input, ParityError when the export misses its precision's
     thresholds (nothing is left at `out_dir` then). Returns the summary also written to
     `out_dir/export_summary.json`; with `verbose` the summary is printed to stderr.
@@ -320,14 +340,19 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
     _check_out(out, force)
     lm = _resolve(model_dir_or_loaded)
     model, tokenizer = lm.model, lm.tokenizer
-    if next(model.parameters()).dtype.__str__() != "torch.float32":
+    import torch
+
+    if next(model.parameters()).dtype != torch.float32:
         raise UserError("ONNX export starts from a float32 model; load it without a dtype override")
     model.eval()
-    ffn = _ffn_summary(model)       # also refuses unsupported architectures, before any work
+    ffn = _ffn_summary(model, lm.path)   # also refuses unsupported architectures, before any work
 
     t0 = time.time()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as e:
+        raise UserError(f"cannot write next to '{out}': {e.strerror}") from e
     try:
         raw = tmp / "_trace"
         with status(f"tracing {lm.path.name} to ONNX (fp32, KV cache)"):
@@ -345,7 +370,7 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
                 G.save(proto, final)
         else:
             bits = 8 if precision == "int8" else 4
-            with status(f"quantizing weights to {bits} bits (MatMulNBits, blocks of 32)"):
+            with status(f"quantizing weights to {bits} bits (onnxruntime MatMulNBits)"):
                 proto, details["quantization"] = G.quantize_weights(
                     G.load(raw_file), bits, keep_8bit=_keep_8bit(model) if bits == 4 else ())
                 G.save(proto, final)
@@ -381,11 +406,12 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
             "onnx_file": G.ONNX_FILE,
             "external_data": [f for f in files if f == G.DATA_FILE],
             "model_bytes": files.get(G.ONNX_FILE, 0) + files.get(G.DATA_FILE, 0),
+            "file_bytes": files.get(G.ONNX_FILE, 0) + files.get(G.DATA_FILE, 0),  # gguf.py's name
             "files": files,
             "opset": opset_used,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             **ffn,
-            "padded": None,   # each layer is stored at its own width
+            "padded": None,   # nothing: each layer is stored at its own width (as in gguf.py)
             "kv_cache": {"layers": len([n for n in inputs if n.endswith(".key")]),
                          "inputs": "past_key_values.{i}.key/value", "outputs": "present.{i}.key/value"},
             "inputs": inputs,
@@ -401,6 +427,7 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
         }
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         summary["files"][SUMMARY_FILE] = (tmp / SUMMARY_FILE).stat().st_size
+        summary["summary_path"] = str(out / SUMMARY_FILE)
         _install(tmp, out)
     finally:
         if tmp.exists():
@@ -423,10 +450,22 @@ def format_summary(s: dict) -> str:
         f"ONNX {s['precision']} export of {s['family']} → {s['path']}",
         f"  {s['onnx_file']} + {', '.join(s['external_data']) or 'no external data'}: "
         f"{_mb(s['model_bytes'])} (opset {s['opset']}), {s['parameters']:,} parameters",
-        f"  FFN widths: {widths[0] if same else widths} of {s['ffn_width_dense']} "
-        f"({s['ffn_kept']:.1%} kept, stored unpadded)",
+        (f"  FFN width: {widths[0]} in every layer (dense)" if s["ffn_kept"] == 1 else
+         f"  FFN widths: {widths[0] if same else widths}"
+         + (f" ({s['ffn_kept']:.1%} of {sum(s['ffn_widths_before']):,} neurons kept)"
+            if s["ffn_kept"] else "") + ", each layer stored at its own width, no padding"),
         f"  parity: max|Δlogit| {p['max_abs_diff']:.3g}, argmax {p['argmax_agreement']:.1%} over "
         f"{p['positions']} positions ({p['prompts']} prompts, {p['paragraphs']} paragraphs), "
         f"perplexity ×{p['ppl_ratio']:.4f} — {'pass' if p['passed'] else 'FAIL'}",
     ]
+    q = s.get("quantization")
+    if q:
+        emb = q.get("embedding") or {}
+        b4 = (q.get("int4") or {}).get("block_size")
+        lines.insert(3, f"  weights: {q['layers_4bit']} matmuls at 4 bits"
+                        f"{f' (blocks of {b4})' if b4 else ''}, {q['layers_8bit']} at 8 bits (blocks of 32); "
+                        f"embedding {emb.get('embedding_bits', 32)}-bit"
+                        f"{', shared with the tied LM head' if emb.get('tied_head') else ''}")
+    elif s.get("untied"):
+        lines.insert(3, f"  tied LM head stored once ({_mb(s['untied']['bytes_saved'])} saved)")
     return "\n".join(lines)
