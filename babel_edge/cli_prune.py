@@ -44,7 +44,8 @@ def cmd_prune(args) -> int:
                        corpus=args.corpus, strategy=args.strategy, schedule=schedule,
                        granularity=args.granularity, compensate=args.compensate,
                        multiple_of=args.multiple_of, min_keep=args.min_keep, alpha=args.alpha,
-                       seed=args.seed, calib_tokens=args.calib_tokens)
+                       seed=args.seed, calib_tokens=args.calib_tokens,
+                       trim_vocab=args.trim_vocab, vocab_text=args.vocab_text)
     t = Table(title=f"pruned for {', '.join(plan['target_langs'])} — {plan['strategy']}, "
                     f"{plan['schedule']} schedule, {plan['granularity']}s, compensation "
                     f"{'on' if plan['compensation']['on'] else 'off'}")
@@ -58,6 +59,11 @@ def cmd_prune(args) -> int:
     out.print(f"FFN parameters {p['ffn_before']:,} -> {p['ffn_after']:,} "
               f"(rate {plan['realized_rate']:.3f}, asked {plan['rate']}); all parameters "
               f"{p['total_before']:,} -> {p['total_after']:,}")
+    if plan.get("vocab"):
+        from .vocab import format_section
+
+        for line in format_section(plan["vocab"]):
+            out.print(line, markup=False, highlight=False)
     out.print(f"saved {path}  (load with babel_edge.load_pruned; score with "
               f"'babel-edge eval --model {path}')")
     return 0
@@ -141,6 +147,13 @@ def register(sub) -> None:
                    help="strength of the adaptive schedule (0 = uniform; default 1)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random strategy (default 0)")
     s.add_argument("--corpus", help="your own text for calibration: a folder of <lang>.txt files or a .jsonl file")
+    s.add_argument("--trim-vocab", action="store_true",
+                   help="also trim the vocabulary to the target languages: keep the tokens their "
+                        "text (profile split, plus --vocab-text) produces, the merge pieces that "
+                        "build them, all byte-fallback/byte, special and chat-template tokens; the "
+                        "embedding, the tokenizer, GGUF and ONNX exports all shrink")
+    s.add_argument("--vocab-text", action="append", metavar="FILE",
+                   help="UTF-8 text whose tokens --trim-vocab keeps too (repeatable)")
     s.add_argument("--out", required=True, help="output directory (replaced if it holds an earlier pruned model)")
     s.set_defaults(func=cmd_prune)
 

@@ -107,7 +107,8 @@ def cmd_build(args) -> int:
                         onnx_precision=None if args.onnx == "none" else args.onnx,
                         tokens_per_lang=args.tokens_per_lang, strategy=args.strategy,
                         schedule=args.schedule, granularity=args.granularity,
-                        compensate=not args.no_compensate, bench_rounds=args.rounds,
+                        compensate=not args.no_compensate, trim_vocab=args.trim_vocab,
+                        bench_rounds=args.rounds,
                         bench=not args.no_bench, force=args.force)
 
     def on_stage(name, i, n):
@@ -170,6 +171,8 @@ def register(sub) -> None:
     s.add_argument("--schedule", default="adaptive", choices=["adaptive", "uniform"])
     s.add_argument("--granularity", default="neuron", choices=["neuron", "expert"])
     s.add_argument("--no-compensate", action="store_true", help="skip the least-squares refit")
+    s.add_argument("--trim-vocab", action="store_true",
+                   help="also trim the vocabulary to the target languages (see 'prune --help')")
     s.add_argument("--tokens-per-lang", type=int, default=8192, help="profile tokens per language")
     s.add_argument("--gguf", default="q8_0", help="GGUF quantization (f32, f16, q8_0, q4_k_m, q4_0) or none")
     s.add_argument("--onnx", default="int8", help="ONNX precision (fp32, fp16, int8, int4) or none")

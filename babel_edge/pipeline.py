@@ -41,6 +41,7 @@ class BuildOptions:
     schedule: str = "adaptive"
     granularity: str = "neuron"
     compensate: bool = True
+    trim_vocab: bool = False                 # also trim the vocabulary to the targets (vocab.py)
     bench_rounds: int = 3
     bench: bool = True
     other_langs: Sequence[str] = ("ru", "zh", "ar")
@@ -82,7 +83,7 @@ def build(opts: BuildOptions, out_dir: str | Path,
         corpus.texts(l, "profile")
     stages = [s for s in STAGES if s != "bench" or opts.bench]
     summary: dict = {"langs": langs, "rate": opts.rate, "model": opts.model or "gemma-3-270m",
-                     "artefacts": {}, "timings_s": {}}
+                     "trim_vocab": opts.trim_vocab, "artefacts": {}, "timings_s": {}}
 
     def stage(name: str) -> float:
         if cancel is not None and cancel.is_set():
@@ -112,7 +113,8 @@ def build(opts: BuildOptions, out_dir: str | Path,
     pruned_dir = out / "pruned"
     # an earlier pruned model at the same path is replaced (atomically) by prune itself
     prune(opts.model, prof_path, langs, opts.rate, pruned_dir, strategy=opts.strategy,
-          schedule=opts.schedule, granularity=opts.granularity, compensate=opts.compensate)
+          schedule=opts.schedule, granularity=opts.granularity, compensate=opts.compensate,
+          trim_vocab=opts.trim_vocab, other_langs=opts.other_langs)
     summary["artefacts"]["pruned_model"] = str(pruned_dir)
     summary["timings_s"]["prune"] = time.perf_counter() - t
 

@@ -33,6 +33,11 @@ Schedules (prune_schedule): `adaptive` sets a per-layer width from how widely
 the target languages spread their expert activations over the layer; `uniform`
 removes the same share everywhere. Both meet the global budget exactly.
 
+Vocabulary trimming (babel_edge.vocab, `prune(..., trim_vocab=True)`): after the FFN,
+the embedding (and an untied head) keeps only the rows of the tokens the target
+languages need, and the tokenizer is rebuilt over them; the plan's "vocab" section
+says what was kept and how the eval split tokenizes.
+
 Compensation (prune_calib.compensate, on by default): after K is chosen, the kept
 down-projection columns are refit by least squares on calibration activations
 of the target languages, so each layer's FFN output is preserved as well as K
@@ -54,6 +59,7 @@ from . import prune_calib, prune_schedule
 from .errors import UserError
 from .models.adapters import ffn_layers
 from .prune_io import ffn_params, ffn_widths, load_pruned, read_plan, save_pruned, shrink_layer
+from .vocab import read_user_text, trim_loaded
 
 __all__ = ["STRATEGIES", "SCHEDULES", "GRANULARITIES", "TargetStats", "PrunePlan", "target_stats",
            "plan_pruning", "apply_plan", "prune_loaded", "prune", "load_pruned", "read_plan"]
@@ -64,6 +70,7 @@ SCHEDULES = ("adaptive", "uniform")
 GRANULARITIES = ("neuron", "expert")
 PLAN_FORMAT = "babel-edge-pruning-plan"
 PLAN_VERSION = 1
+DEFAULT_OTHER_LANGS = ("ru", "zh", "ar")     # non-target languages a vocabulary report covers
 
 
 # ------------------------------------------------------------------ what the profile says
@@ -351,13 +358,23 @@ def prune_loaded(lm, langs: Sequence[str], rate: float, *, profile=None, texts_f
 
 
 def prune(model: str | None, profile: str | Path | None, langs: Sequence[str], rate: float,
-          out: str | Path, *, corpus: str | None = None, **kw) -> tuple[Path, dict]:
-    """Load, prune, save: what `babel-edge prune` does. Returns (directory, plan dict)."""
+          out: str | Path, *, corpus: str | None = None, trim_vocab: bool = False,
+          vocab_text: Sequence[str | Path] | str | Path | None = None,
+          other_langs: Sequence[str] = DEFAULT_OTHER_LANGS, **kw) -> tuple[Path, dict]:
+    """Load, prune, save: what `babel-edge prune` does. Returns (directory, plan dict).
+
+    trim_vocab: also trim the vocabulary to the target languages (babel_edge.vocab): the
+    tokens their profile-split text and the `vocab_text` files need; the plan gets a
+    "vocab" section (kept count, reasons, eval-split coverage for the targets and
+    `other_langs`, the kept old ids)."""
     from .corpus import load_corpus, load_user_corpus
     from .models import load_model
     from .profile import load_profile
 
     prune_schedule.check_rate(rate)
+    user_text = read_user_text(vocab_text)       # bad files fail before the model loads
+    if user_text and not trim_vocab:
+        raise UserError("--vocab-text chooses the tokens --trim-vocab keeps; add --trim-vocab")
     lm = load_model(model)
     prof = load_profile(profile, model_fingerprint=lm.fingerprint) if profile else None
     corp = load_user_corpus(corpus) if corpus else load_corpus()
@@ -367,5 +384,13 @@ def prune(model: str | None, profile: str | Path | None, langs: Sequence[str], r
         corp.texts(code, "profile")              # fail early on a language the corpus lacks
     pruned, plan = prune_loaded(lm, langs, rate, profile=prof,
                                 texts_for=lambda l: corp.texts(l, "profile"), copy=False, **kw)
-    path = save_pruned(pruned, out, plan, source_dir=lm.path, tokenizer=lm.tokenizer)
+    trimmed = None
+    if trim_vocab:
+        trimmed = trim_loaded(pruned, lm.tokenizer, langs, lambda l: corp.texts(l, "profile"),
+                              user_texts=user_text, model_dir=lm.path,
+                              eval_for=lambda l: corp.texts(l, "eval"),
+                              other_langs=[l for l in other_langs if l in corp])
+        plan["vocab"] = trimmed.section
+        plan["params"]["total_after"] = sum(p.numel() for p in pruned.parameters())
+    path = save_pruned(pruned, out, plan, source_dir=lm.path, tokenizer=lm.tokenizer, vocab=trimmed)
     return path, plan

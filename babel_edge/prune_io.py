@@ -91,11 +91,11 @@ def ffn_params(model) -> int:
 
 # ------------------------------------------------------------------ save
 
-def _copy_side_files(src: Path | None, dst: Path) -> list[str]:
+def _copy_side_files(src: Path | None, dst: Path, tokenizer_files: bool = True) -> list[str]:
     copied = []
     if src is None or not src.is_dir():
         return copied
-    names = set(TOKENIZER_FILES)
+    names = set(TOKENIZER_FILES) if tokenizer_files else set()
     for pat in LICENCE_GLOBS:
         names |= {p.name for p in src.glob(pat)}
     for name in sorted(names):
@@ -107,11 +107,13 @@ def _copy_side_files(src: Path | None, dst: Path) -> list[str]:
 
 
 def save_pruned(model, out_dir: str | Path, plan: dict | None = None, source_dir: Path | None = None,
-                tokenizer=None) -> Path:
+                tokenizer=None, vocab=None) -> Path:
     """Write `model` (pruned or dense) as a pruned-model directory, atomically.
 
     Tokenizer and licence files are copied from `source_dir`; when it has no
-    tokenizer files, `tokenizer.save_pretrained` writes them instead.
+    tokenizer files, `tokenizer.save_pretrained` writes them instead. A trimmed
+    vocabulary (`vocab`, a babel_edge.vocab.TrimmedVocab) writes its own tokenizer
+    files and none are copied.
     """
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / PLAN_FILE).exists())):
@@ -122,8 +124,10 @@ def save_pruned(model, out_dir: str | Path, plan: dict | None = None, source_dir
     try:
         set_width_config(model)
         model.save_pretrained(tmp, safe_serialization=True)
-        copied = _copy_side_files(source_dir, tmp)
-        if not any(n in copied for n in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        copied = _copy_side_files(source_dir, tmp, tokenizer_files=vocab is None)
+        if vocab is not None:
+            vocab.write(tmp)
+        elif not any(n in copied for n in ("tokenizer.json", "tokenizer.model", "vocab.json")):
             if tokenizer is None:
                 raise ValueError("no tokenizer files to copy and no tokenizer given")
             tokenizer.save_pretrained(tmp)

@@ -168,6 +168,11 @@ def _general_metadata(w, lm, layout: gguf_arch.Layout, plan: dict | None, info: 
         for key in ("strategy", "schedule", "granularity"):
             if plan.get(key) is not None:
                 w.add_string(f"babel_edge.pruning.{key}", str(plan[key]))
+        vs = plan.get("vocab") or {}
+        if vs.get("trimmed"):             # vocabulary trimmed to the targets (babel_edge.vocab)
+            w.add_uint32("babel_edge.vocab.size_before", int(vs["vocab_before"]))
+            w.add_uint32("babel_edge.vocab.kept", int(vs["kept"]))
+            w.add_string("babel_edge.vocab.tokenizer_kind", str(vs.get("tokenizer_kind")))
     else:
         w.add_name(base)
     if any(lm.path.glob("*GEMMA*")) or "gemma" in lm.arch:

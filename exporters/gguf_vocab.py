@@ -138,9 +138,9 @@ def _source_gguf_vocab(model_dir: Path | None, tokens: list[str]):
         src = Path(json.loads((model_dir / "babel_edge_source.json").read_text())["gguf"])
         if not src.exists():
             return None
-        from ..models.gguf_tokenizer import gguf_fields
+        from ..models.gguf_tokenizer import gguf_metadata
 
-        meta = gguf_fields(src, "tokenizer.ggml.")
+        meta = gguf_metadata(src, "tokenizer.ggml.")
         if list(meta.get("tokenizer.ggml.tokens", [])) != tokens:
             return None
         return ([float(s) for s in meta["tokenizer.ggml.scores"]],

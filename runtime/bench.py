@@ -210,6 +210,16 @@ def markdown(res: dict, target_langs: Sequence[str] = ()) -> str:
             if "ppl" in r:
                 lines.append(f"| {r['label']} | {r['backend']} | " +
                              " | ".join(f"{r['ppl'][l]['ppl']:.1f}" for l in langs) + " |")
+        # per-token perplexities only compare models that share a tokenizer; bits per byte
+        # also compare a trimmed vocabulary (--trim-vocab) with the dense one
+        lines += ["", "Bits per byte (comparable across tokenizers)", "",
+                  "| model | engine | " + " | ".join(
+                      (f"**{l}**" if l in target_langs else l) for l in langs) + " |",
+                  "|---|---|" + "---:|" * len(langs)]
+        for r in rows:
+            if "ppl" in r:
+                lines.append(f"| {r['label']} | {r['backend']} | " +
+                             " | ".join(f"{r['ppl'][l]['bits_per_byte']:.3f}" for l in langs) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -76,17 +76,57 @@ def tiny_tokenizer(texts: Sequence[str] | None = None, vocab_size: int = 512):
     return fast
 
 
+def tiny_spm_tokenizer(texts: Sequence[str] | None = None, vocab_size: int = 640):
+    """A SentencePiece BPE tokenizer with byte fallback trained on `texts`, Gemma-style
+    (identity normalizer, no dummy prefix, "\n" and "\t" user-defined pieces), a fast tokenizer
+    whose saved folder carries the SentencePiece `tokenizer.model` too."""
+    import io
+    import tempfile
+
+    import sentencepiece as spm
+    from transformers import GemmaTokenizerFast
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts or _SAMPLE) * 2), model_writer=buf, model_type="bpe",
+        vocab_size=vocab_size, byte_fallback=True, character_coverage=1.0,
+        normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
+        hard_vocab_limit=False, pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=["\n", "\t"],
+        minloglevel=2, num_threads=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tokenizer.model"
+        path.write_bytes(buf.getvalue())
+        fast = GemmaTokenizerFast(vocab_file=str(path), bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>", pad_token="<pad>")
+        fast.backend_tokenizer
+        fast.vocab_file = None
+    fast.spm_proto = buf.getvalue()       # build_tiny_model saves it as tokenizer.model
+    fast.chat_template = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
+                          "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+    return fast
+
+
+TOKENIZER_KINDS = ("bpe", "spm")
+
+
 def build_tiny_model(model_type: str, out_dir: str | Path | None = None, seed: int = 0,
-                     texts: Sequence[str] | None = None):
-    """(model, tokenizer) of a tiny random `model_type`; saved to out_dir when given."""
+                     texts: Sequence[str] | None = None, tokenizer: str = "bpe"):
+    """(model, tokenizer) of a tiny random `model_type`; saved to out_dir when given.
+    tokenizer: "bpe" (byte-level BPE) or "spm" (SentencePiece BPE with byte fallback)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tokenizer = tiny_tokenizer(texts)
+    if tokenizer not in TOKENIZER_KINDS:
+        raise ValueError(f"tokenizer kind '{tokenizer}': choose one of {TOKENIZER_KINDS}")
+    tokenizer = tiny_tokenizer(texts) if tokenizer == "bpe" else tiny_spm_tokenizer(texts)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_config(model_type, len(tokenizer)),
-                                             dtype=torch.float32).eval()
+    config = _config(model_type, len(tokenizer))
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = (
+        tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     if out_dir is not None:
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
+        if getattr(tokenizer, "spm_proto", None):
+            (Path(out_dir) / "tokenizer.model").write_bytes(tokenizer.spm_proto)
     return model, tokenizer
