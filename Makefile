@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# the main job: profile en,de,fr -> prune half the FFN and trim the vocabulary to those languages
+# -> GGUF q8_0 + ONNX int8, dense and pruned, parity-checked -> benchmark side by side;
+# everything lands in ./babel-edge-build
 demo: setup
-	$(BIN)/babel-edge ppl --langs en,de,fr,zh,ar,ru
+	$(BIN)/babel-edge build --langs en,de,fr --rate 0.5 --trim-vocab --out babel-edge-build --force
 
 test: setup
 	$(BIN)/python -m pytest -q

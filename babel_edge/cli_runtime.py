@@ -95,6 +95,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+class _StepBars:
+    """One rich bar per stage over the steps `build` reports (exports, benchmark runs)."""
+
+    def __init__(self):
+        self.stage, self.cm, self.advance, self.done = None, None, None, 0
+
+    def __call__(self, stage: str, done: int, total: int, what: str) -> None:
+        from .progress import count_progress
+
+        if stage != self.stage:
+            self.close()
+            self.stage, self.done = stage, 0
+            self.cm = count_progress(stage, total, "steps")
+            self.advance = self.cm.__enter__()
+        self.advance(done - self.done, extra=what)
+        self.done = done
+
+    def close(self) -> None:
+        if self.cm is not None:
+            self.cm.__exit__(None, None, None)
+        self.stage, self.cm = None, None
+
+
 def cmd_build(args) -> int:
     from rich.console import Console
 
@@ -111,10 +134,16 @@ def cmd_build(args) -> int:
                         bench_rounds=args.rounds,
                         bench=not args.no_bench, force=args.force)
 
+    bars = _StepBars()
+
     def on_stage(name, i, n):
+        bars.close()
         console.rule(f"[bold]stage {i + 1}/{n}: {name}")
 
-    summary = build(opts, args.out, on_stage=on_stage)
+    try:
+        summary = build(opts, args.out, on_stage=on_stage, on_progress=bars)
+    finally:
+        bars.close()
     con = Console()
     if summary.get("bench_markdown"):
         con.print(summary["bench_markdown"])

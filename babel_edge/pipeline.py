@@ -4,8 +4,10 @@ Each stage is the same library function its own CLI command calls; this module
 only chains them, caches the profile, and records every artefact's path. The
 profile is reused from the cache when the model (fingerprint), the corpus, the
 languages and the profiling settings have not changed. Stages report through
-`on_stage(name, index, total)`, and `cancel` (a threading.Event) is checked
-between stages, so a front end (the TUI) can show progress and stop the work.
+`on_stage(name, index, total)`; the export and bench stages also report each
+finished step through `on_progress(stage, done, total, what)`. `cancel` (a
+threading.Event) is checked between stages and between those steps, so a front
+end (the TUI) can show progress and stop the work.
 Every stage writes atomically, so a cancelled build leaves no artefact that
 looks complete.
 """
@@ -62,7 +64,8 @@ def _profile_cache_path(fingerprint: str, langs: Sequence[str], opts: BuildOptio
 
 def build(opts: BuildOptions, out_dir: str | Path,
           on_stage: Callable[[str, int, int], None] | None = None,
-          cancel: threading.Event | None = None) -> dict:
+          cancel: threading.Event | None = None,
+          on_progress: Callable[[str, int, int, str], None] | None = None) -> dict:
     """Run the whole job; returns the summary (also written to out_dir/build_summary.json)."""
     from .corpus import load_corpus, parse_langs
     from .models import load_model
@@ -91,6 +94,12 @@ def build(opts: BuildOptions, out_dir: str | Path,
         if on_stage:
             on_stage(name, stages.index(name), len(stages))
         return time.perf_counter()
+
+    def step(name: str, done: int, total: int, what: str) -> None:
+        if on_progress:
+            on_progress(name, done, total, what)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled during {name}")
 
     # 1. profile (cached)
     t = stage("profile")
@@ -122,6 +131,7 @@ def build(opts: BuildOptions, out_dir: str | Path,
     t = stage("export")
     bench_dense, bench_pruned = [], []
     exports = {}
+    n_exports = 2 * (bool(opts.gguf_quant) + bool(opts.onnx_precision))
     if opts.gguf_quant:
         from .exporters.gguf import export_gguf
         for label, src in (("dense", lm), ("pruned", pruned_dir)):
@@ -129,8 +139,7 @@ def build(opts: BuildOptions, out_dir: str | Path,
             exports[f"gguf_{label}"] = export_gguf(src, p, opts.gguf_quant, force=True, verbose=False)
             (bench_dense if label == "dense" else bench_pruned).append(str(p))
             summary["artefacts"][f"gguf_{label}"] = str(p)
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("cancelled during export")
+            step("export", len(exports), n_exports, f"GGUF {label} (parity passed)")
     if opts.onnx_precision:
         from .exporters.onnx import export_onnx
         for label, src in (("dense", lm), ("pruned", pruned_dir)):
@@ -138,8 +147,7 @@ def build(opts: BuildOptions, out_dir: str | Path,
             exports[f"onnx_{label}"] = export_onnx(src, p, opts.onnx_precision, force=True, verbose=False)
             (bench_dense if label == "dense" else bench_pruned).append(str(p))
             summary["artefacts"][f"onnx_{label}"] = str(p)
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("cancelled during export")
+            step("export", len(exports), n_exports, f"ONNX {label} (parity passed)")
     summary["exports"] = {k: {kk: v.get(kk) for kk in ("file_bytes", "bytes", "size_bytes", "parity")
                               if kk in v} for k, v in exports.items()}
     summary["timings_s"]["export"] = time.perf_counter() - t
@@ -155,7 +163,8 @@ def build(opts: BuildOptions, out_dir: str | Path,
                           [Subject("pruned", p, detect_backend(p)) for p in bench_pruned],
                           key=lambda s: (s.backend, s.label != "dense"))
         others = [l for l in opts.other_langs if l not in langs]
-        res = run_bench(subjects, "cpu", opts.bench_rounds, None, langs + others, 1024)
+        res = run_bench(subjects, "cpu", opts.bench_rounds, None, langs + others, 1024,
+                        progress=lambda done, total, what: step("bench", done, total, what))
         res["targets"] = langs
         bdir = out / "bench"
         bdir.mkdir(exist_ok=True)

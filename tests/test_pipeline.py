@@ -12,8 +12,15 @@ def test_build_tiny_end_to_end(tiny_dirs, tmp_path):
     opts = BuildOptions(langs=["en", "de"], rate=0.5, model=str(tiny_dirs["llama"]),
                         gguf_quant="f32", onnx_precision="fp32", tokens_per_lang=512,
                         bench_rounds=1, other_langs=["ru"])
-    summary = build(opts, tmp_path / "out", on_stage=lambda n, i, k: stages.append(n))
+    steps = []
+    summary = build(opts, tmp_path / "out", on_stage=lambda n, i, k: stages.append(n),
+                    on_progress=lambda *a: steps.append(a))
     assert stages == ["profile", "prune", "export", "bench"]
+    # every export and every benchmark run is reported, counting up to its stage's total
+    exports = [s for s in steps if s[0] == "export"]
+    assert [(d, t) for _, d, t, _ in exports] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    runs = [s for s in steps if s[0] == "bench"]
+    assert [d for _, d, _, _ in runs] == list(range(1, runs[0][2] + 1)) and runs[0][2] == 4 + 4
     art = summary["artefacts"]
     for key in ("profile", "pruned_model", "gguf_dense", "gguf_pruned", "onnx_dense", "onnx_pruned",
                 "bench"):
@@ -39,3 +46,22 @@ def test_build_cancel_before_start_leaves_nothing(tiny_dirs, tmp_path):
         build(BuildOptions(langs=["en"], model=str(tiny_dirs["llama"]), tokens_per_lang=256),
               tmp_path / "out", cancel=cancel)
     assert not (tmp_path / "out" / "build_summary.json").exists()
+
+
+def test_build_cancel_during_export_writes_no_summary(tiny_dirs, tmp_path):
+    """Cancelling after the first exported file stops before the next one."""
+    cancel = threading.Event()
+    seen = []
+
+    def on_progress(stage, done, total, what):
+        seen.append((stage, done))
+        cancel.set()
+
+    opts = BuildOptions(langs=["en"], model=str(tiny_dirs["llama"]), gguf_quant="f32",
+                        onnx_precision=None, tokens_per_lang=256, bench=False)
+    with pytest.raises(Cancelled):
+        build(opts, tmp_path / "out", cancel=cancel, on_progress=on_progress)
+    assert seen == [("export", 1)]
+    out = tmp_path / "out"
+    assert (out / "dense.f32.gguf").exists() and not (out / "pruned.f32.gguf").exists()
+    assert not (out / "build_summary.json").exists()

@@ -404,7 +404,7 @@ def test_a_failing_build_is_shown_not_raised(cache, exc):
     from babel_edge.errors import UserError
     from babel_edge.tui.screens import RunScreen
 
-    def builder(opts, out, on_stage=None, cancel=None):
+    def builder(opts, out, on_stage=None, cancel=None, on_progress=None):
         on_stage("profile", 0, 4)
         if exc == "user":
             raise UserError("language 'xx' is not in the corpus")

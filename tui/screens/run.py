@@ -111,6 +111,15 @@ class RunScreen(WizardScreen):
             self._set("parity", "running", None)
         self.log_line(f"stage {index + 1}/{total}: [b]{name}[/b]")
 
+    def _progress(self, name: str, done: int, total: int, what: str) -> None:
+        """A finished step inside a stage (an exported file, a benchmark run)."""
+        rows = [name] + (["parity"] if name == "export" else [])   # parity runs inside each export
+        for row in rows:
+            if self.status.get(row) == "running":
+                self._set(row, "running", done / max(total, 1))
+                self.query_one(f"#status-{row}", Label).update(f"running: {done}/{total}")
+        self.log_line(rich_esc(f"{name} {done}/{total}: {what}"))
+
     # ---- the work
     @work(thread=True, exclusive=True, group="build")
     def _build(self) -> None:
@@ -126,7 +135,8 @@ class RunScreen(WizardScreen):
             errors = (ValueError,)
         try:
             summary = self.app.builder(opts, out, on_stage=lambda n, i, k: call(self._stage, n, i, k),
-                                       cancel=self.cancel_event)
+                                       cancel=self.cancel_event,
+                                       on_progress=lambda n, d, k, w: call(self._progress, n, d, k, w))
         except Cancelled as e:
             call(self._cancelled, str(e))
         except errors as e:
