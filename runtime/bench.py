@@ -63,14 +63,28 @@ def _decode_timed(engine, ids: list[int], n: int) -> tuple[float, int]:
     return time.perf_counter() - t0, k
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which starts afresh at exec;
+    getrusage's ru_maxrss does not (a worker started by a 7 GB parent reported 7 GB).
+    Elsewhere ru_maxrss (kilobytes on Linux, bytes on macOS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 1024
+
+
 def measure_speed(path: str, backend: str, device: str, threads: int | None,
                   prompt_lang: str = "en") -> dict:
     """One round in this process: load, warm up, prefill 128/512, decode 128."""
-    import resource
-
     from .engines import open_engine
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_mb()
     t0 = time.perf_counter()
     engine = open_engine(path, backend, device, n_ctx=1024, threads=threads)
     load_s = time.perf_counter() - t0
@@ -85,8 +99,8 @@ def measure_speed(path: str, backend: str, device: str, threads: int | None,
     out["decode_tok_s"] = k / secs
     out["decode_tokens"] = k
     out["weight_bytes_per_token"] = engine.weight_bytes()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["rss_before_load_mb"] = rss0 / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["rss_before_load_mb"] = rss0
     if device == "cuda":
         out.update(engine.gpu_memory())
     engine.close()
@@ -210,6 +224,11 @@ def markdown(res: dict, target_langs: Sequence[str] = ()) -> str:
             if "ppl" in r:
                 lines.append(f"| {r['label']} | {r['backend']} | " +
                              " | ".join(f"{r['ppl'][l]['ppl']:.1f}" for l in langs) + " |")
+        tokens = {l: {r["ppl"][l].get("n_tokens") for r in rows if "ppl" in r} for l in langs}
+        differ = [l for l in langs if len(tokens[l]) > 1]
+        if differ:
+            lines += ["", f"Per-token perplexities of models whose tokenizers split the same text "
+                          f"differently ({', '.join(differ)}) do not compare: read bits per byte."]
         # per-token perplexities only compare models that share a tokenizer; bits per byte
         # also compare a trimmed vocabulary (--trim-vocab) with the dense one
         lines += ["", "Bits per byte (comparable across tokenizers)", "",

@@ -99,3 +99,20 @@ def test_bench_measures_two_subjects(tiny_dirs, tmp_path):
     chart(res, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 1000
     json.dumps(res)
+
+
+def test_worker_peak_rss_is_its_own_not_the_parents():
+    """A benchmark worker started by a big process must report its own peak memory
+    (getrusage's ru_maxrss survives exec on Linux and reported the parent's)."""
+    import subprocess
+    import sys
+
+    from babel_edge.runtime.bench import peak_rss_mb
+
+    ballast = b"\x01" * (600 << 20)           # 600 MB resident in this process
+    parent = peak_rss_mb()
+    child = float(subprocess.run(
+        [sys.executable, "-c", "from babel_edge.runtime.bench import peak_rss_mb; print(peak_rss_mb())"],
+        capture_output=True, text=True, check=True).stdout)
+    del ballast
+    assert parent > 600 and 0 < child < parent - 500
