@@ -215,30 +215,23 @@ def markdown(res: dict, target_langs: Sequence[str] = ()) -> str:
                          f"{c['speedup_vs_ideal']:.2f} | {c['prefill512_speedup']:.3f} |")
     if any("ppl" in r for r in rows):
         langs = list(rows[0].get("ppl", {}))
-        lines += ["", "Perplexity on the eval split" + (f" (targets: {', '.join(target_langs)})"
-                                                        if target_langs else ""), "",
-                  "| model | engine | " + " | ".join(
-                      (f"**{l}**" if l in target_langs else l) for l in langs) + " |",
-                  "|---|---|" + "---:|" * len(langs)]
-        for r in rows:
-            if "ppl" in r:
-                lines.append(f"| {r['label']} | {r['backend']} | " +
-                             " | ".join(f"{r['ppl'][l]['ppl']:.1f}" for l in langs) + " |")
+        def table(title: str, cell) -> list[str]:
+            return (["", title, "", "| model | engine | " + " | ".join(
+                        (f"**{l}**" if l in target_langs else l) for l in langs) + " |",
+                     "|---|---|" + "---:|" * len(langs)] +
+                    [f"| {r['label']} | {r['backend']} | " + " | ".join(cell(r["ppl"][l]) for l in langs)
+                     + " |" for r in rows if "ppl" in r])
+
+        lines += table("Perplexity on the eval split" + (f" (targets: {', '.join(target_langs)})"
+                                                         if target_langs else ""),
+                       lambda x: f"{x['ppl']:.1f}")
         tokens = {l: {r["ppl"][l].get("n_tokens") for r in rows if "ppl" in r} for l in langs}
         differ = [l for l in langs if len(tokens[l]) > 1]
         if differ:
             lines += ["", f"Per-token perplexities of models whose tokenizers split the same text "
                           f"differently ({', '.join(differ)}) do not compare: read bits per byte."]
-        # per-token perplexities only compare models that share a tokenizer; bits per byte
-        # also compare a trimmed vocabulary (--trim-vocab) with the dense one
-        lines += ["", "Bits per byte (comparable across tokenizers)", "",
-                  "| model | engine | " + " | ".join(
-                      (f"**{l}**" if l in target_langs else l) for l in langs) + " |",
-                  "|---|---|" + "---:|" * len(langs)]
-        for r in rows:
-            if "ppl" in r:
-                lines.append(f"| {r['label']} | {r['backend']} | " +
-                             " | ".join(f"{r['ppl'][l]['bits_per_byte']:.3f}" for l in langs) + " |")
+        # bits per byte also compare a trimmed vocabulary (--trim-vocab) with the dense one
+        lines += table("Bits per byte (comparable across tokenizers)", lambda x: f"{x['bits_per_byte']:.3f}")
     return "\n".join(lines) + "\n"
 
 

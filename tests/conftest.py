@@ -14,6 +14,19 @@ os.environ.setdefault("BABEL_EDGE_QUIET", "1")
 from babel_edge.models.tiny import TINY_FAMILIES, build_tiny_model  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module of tiny-model tests: on 2 shared cores, intra-op
+    threads hand off on every small op and make such tests many times slower.
+    Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory):
     """{model_type: saved tiny model directory} for every supported family."""

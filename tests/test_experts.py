@@ -7,12 +7,7 @@ from babel_edge.experts import (ExpertMap, balanced_kmeans, build_expert_map, co
 from babel_edge.models.tiny import build_tiny_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

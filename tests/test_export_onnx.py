@@ -32,14 +32,7 @@ LONG_TEXT = ("The capital of France is Paris. Die Hauptstadt von Deutschland ist
              "Москва — столица России. 北京是中国的首都。")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core box torch's OpenMP threads
-    otherwise wait on each other for milliseconds per matmul (measured: 24 ms per Linear)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def slice_ffn(model, widths, keep_fn=None, seed=0):

@@ -15,14 +15,7 @@ from babel_edge.profile import (_special_ids, _tokenize, iter_batches, load_prof
                                 select_sequences)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads; on a busy 2-core machine 2 threads made
-    these tests 40x slower (thread hand-offs on every small op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------ the planted model

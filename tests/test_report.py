@@ -12,12 +12,7 @@ from babel_edge.report.analysis import (adjusted_rand_index, classify_experts, n
 from test_profile import GROUP, PLANT_LAYER, PLANTED, build_planted, language_texts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # six languages in three "families": two per script, different text (seeds) in each
