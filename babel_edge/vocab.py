@@ -91,10 +91,11 @@ class SourceVocab:
         return len(self.tokens)
 
 
-def _tokenizer_json(tokenizer) -> dict:
+def tokenizer_json(tokenizer, needed_for: str = "--trim-vocab") -> dict:
+    """The fast tokenizer's tokenizer.json as a dict (UserError when the tokenizer is slow)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise UserError("--trim-vocab needs a fast (tokenizer.json) tokenizer; this model has a "
+        raise UserError(f"{needed_for} needs a fast (tokenizer.json) tokenizer; this model has a "
                         "slow one only")
     return json.loads(backend.to_str())
 
@@ -128,7 +129,7 @@ def _pairs(merges) -> list[tuple[str, str]]:
 def source_vocab(tokenizer, model_dir: Path | None = None) -> SourceVocab:
     from .exporters import gguf_vocab
 
-    tj = _tokenizer_json(tokenizer)
+    tj = tokenizer_json(tokenizer)
     kind = tokenizer_kind(tj)
     vocab = dict(tj["model"]["vocab"])
     added = {int(a["id"]): a["content"] for a in tj.get("added_tokens", [])}

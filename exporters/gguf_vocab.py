@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..vocab import tokenizer_json
 
 # GGUF token types (SentencePiece's enum)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -73,14 +74,6 @@ class Vocab:
                 "merges": len(self.merges or []), "scores_from": self.scores_from,
                 "special": self.special, "add_bos": self.add_bos, "add_eos": self.add_eos,
                 "chat_template": bool(self.chat_template)}
-
-
-def _tokenizer_json(tokenizer) -> dict:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise UserError("the model's tokenizer is not a fast (tokenizer.json) tokenizer; "
-                        "GGUF export needs one")
-    return json.loads(backend.to_str())
 
 
 def _observed_special_adds(tokenizer) -> tuple[bool, bool]:
@@ -181,7 +174,7 @@ def _byte_level_pre(tj: dict) -> str:
 
 def vocab_from_tokenizer(tokenizer, n_vocab: int, model_dir: Path | None = None) -> Vocab:
     """GGUF tokenizer metadata for a HF fast tokenizer; n_vocab = the embedding's rows."""
-    tj = _tokenizer_json(tokenizer)
+    tj = tokenizer_json(tokenizer, "GGUF export")
     model = tj.get("model", {})
     if model.get("type") != "BPE":
         raise UserError(f"tokenizer model '{model.get('type')}' is not supported for GGUF export "
