@@ -14,28 +14,23 @@ global budget of kept neurons (prune_schedule.budget), every FFN neuron holds
 model is untouched. The per-layer split is exact for `uniform`; for `adaptive` it
 needs the target languages' expert frequencies (a profile), so without one only the
 total is given. File sizes are rough: parameters times an average number of bits
-per weight for the precision (BITS_PER_WEIGHT), which is what the format stores
+per weight for the precision (babel_edge.precision), which is what the format stores
 per weight on average including block scales.
 """
 from __future__ import annotations
 
 import json
-import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import prune_schedule
+from . import precision as P
 from .errors import UserError
+from .io import safetensors_metadata, safetensors_params
+from .prune import schedule as prune_schedule
+from .prune.options import PruneOptions
 
-# Average stored bits per weight, block scales included (llama.cpp's block layouts; the
-# ONNX exporter's MatMulNBits blocks with fp32 scales; int4 keeps V/down at 8 bits).
-BITS_PER_WEIGHT: dict[str, dict[str, float]] = {
-    "gguf": {"f32": 32.0, "f16": 16.0, "q8_0": 8.5, "q4_k_m": 4.9, "q4_0": 4.5},
-    "onnx": {"fp32": 32.0, "fp16": 16.0, "int8": 9.0, "int4": 6.0},
-}
-DEFAULT_MULTIPLE_OF = 32       # prune()'s default rounding of layer widths
+DEFAULT_MULTIPLE_OF = PruneOptions().multiple_of     # prune()'s default rounding of layer widths
 DEFAULT_EXPERT_SIZE = 32       # used only when no profile tells the expert size
 
 
@@ -66,18 +61,7 @@ def model_shape(model_dir: str | Path) -> ModelShape:
     ffn = cfg.get("ffn_widths") or cfg.get("intermediate_size")
     widths = tuple(int(w) for w in ffn) if isinstance(ffn, list) else (int(ffn),) * n
     return ModelShape(name=d.name, hidden=int(cfg["hidden_size"]), ffn_widths=widths,
-                      vocab=int(cfg.get("vocab_size") or 0), params=_safetensors_params(d))
-
-
-def _safetensors_params(d: Path) -> int:
-    total = 0
-    for f in sorted(d.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
-        for name, meta in header.items():
-            if name != "__metadata__":
-                total += math.prod(meta["shape"])
-    return total
+                      vocab=int(cfg.get("vocab_size") or 0), params=safetensors_params(d))
 
 
 @dataclass(frozen=True)
@@ -100,22 +84,8 @@ class Estimate:
         return 1 - self.kept_neurons / sum(self.widths_before)
 
 
-def unit_for(granularity: str, expert_size: int = DEFAULT_EXPERT_SIZE,
-             multiple_of: int = DEFAULT_MULTIPLE_OF) -> int:
-    """The rounding multiple of layer widths, as prune's plan chooses it."""
-    if granularity == "neuron":
-        return multiple_of
-    if granularity == "expert":
-        return math.lcm(multiple_of, expert_size)
-    raise UserError(f"unknown granularity '{granularity}'; choose neuron or expert")
-
-
 def file_bytes(params: int, fmt: str, precision: str) -> int:
-    try:
-        bits = BITS_PER_WEIGHT[fmt][precision]
-    except KeyError:
-        raise UserError(f"no size estimate for {fmt} {precision}") from None
-    return int(params * bits / 8)
+    return P.file_bytes(params, fmt, precision)
 
 
 def plan_estimate(shape: ModelShape, rate: float, schedule: str = "adaptive",
@@ -129,7 +99,7 @@ def plan_estimate(shape: ModelShape, rate: float, schedule: str = "adaptive",
     """
     if schedule not in ("adaptive", "uniform"):
         raise UserError(f"unknown schedule '{schedule}'; choose adaptive or uniform")
-    unit = unit_for(granularity, expert_size, multiple_of)
+    unit = prune_schedule.unit_for(granularity, multiple_of, expert_size)
     full = list(shape.ffn_widths)
     use_signal = signal if schedule == "adaptive" else None
     # layer_widths checks the rate, the units and the floors exactly as prune's plan does
@@ -151,22 +121,11 @@ def plan_estimate(shape: ModelShape, rate: float, schedule: str = "adaptive",
 
 # ------------------------------------------------------------------ profiles of a model
 
-def _read_header(path: Path, key: str) -> dict | None:
-    """The JSON header stored under `key` in a safetensors file's metadata (no tensors read)."""
-    try:
-        with open(path, "rb") as fh:
-            n = struct.unpack("<Q", fh.read(8))[0]
-            meta = json.loads(fh.read(n)).get("__metadata__") or {}
-        return json.loads(meta[key])
-    except (OSError, ValueError, KeyError, struct.error):
-        return None
-
-
 def find_profiles(fingerprint: str, root: str | Path | None = None) -> list[Path]:
     """Profiles measured on the model with this fingerprint, newest first: those in the
     build's cache (`<cache>/profiles`, where `babel-edge build` keeps them) unless `root`."""
     from .models import cache_dir              # imports torch: call from a worker
-    from .profile import FORMAT, HEADER_KEY
+    from .profile.data import FORMAT, HEADER_KEY
 
     if root is None:
         root = cache_dir() / "profiles"
@@ -175,7 +134,7 @@ def find_profiles(fingerprint: str, root: str | Path | None = None) -> list[Path
         return []
     found = []
     for p in root.glob("*.safetensors"):
-        h = _read_header(p, HEADER_KEY)
+        h = safetensors_metadata(p, HEADER_KEY)
         if h and h.get("format") == FORMAT and \
                 (h.get("model") or {}).get("fingerprint") == fingerprint:
             found.append(p)
@@ -224,7 +183,7 @@ def language_previews(fingerprint: str, root: str | Path | None = None) -> Previ
     least 3 languages; specific-expert counts (report.analysis) at least 2."""
     import numpy as np
 
-    from .profile import load_profile
+    from .profile.store import load_profile
     from .report.analysis import expert_tables, similarity, thresholds_for
 
     paths = find_profiles(fingerprint, root)

@@ -1,21 +1,25 @@
-"""Per-language perplexity on the corpus's evaluation split.
+"""Per-language perplexity and bits per byte: the one evaluator (`eval`, `ppl`, bench, build).
 
-Scoring unit: each paragraph is one sequence, BOS + tokens, cut at `max_len`
-tokens; every token after the first is predicted from its prefix. A language's
-perplexity is exp(total NLL / predicted tokens) over its first paragraphs until
-`max_tokens` predicted tokens are reached (deterministic: corpus order).
-Bits per byte (total NLL / ln 2 / UTF-8 bytes of the scored text) is kept too,
-because it compares fairly across different tokenizers.
+Scoring unit: a piece of a paragraph of at most `max_len - 2` UTF-8 bytes, cut at a
+sentence end or a space when the paragraph is longer (scoring_units). Every supported
+tokenizer (BPE with byte fallback, byte-level BPE) turns n bytes into at most n tokens,
+plus BOS and a possible dummy prefix, so no unit is ever cut by a token limit. Units are
+chosen in corpus order until `max_bytes` per language, from the text alone: every model
+and every tokenizer scores byte-identical text, so bits per byte (total NLL / ln 2 /
+UTF-8 bytes) compare across tokenizers — a trimmed vocabulary against the dense one.
+Perplexity per token is reported too (it compares only between identical tokenizers;
+`tokens_per_byte` says when they differ). Each unit is one sequence, BOS + tokens;
+every token after the first is predicted from its prefix.
 
-A scorer is any function list[list[int]] -> list[float] (summed NLL of each
-sequence, nats); the PyTorch one is here, the llama.cpp and onnxruntime ones
-live with their engines. Tokenizing is the engine's job too, so each stack is
-measured end to end.
+A scorer is any function list[list[int]] -> list[float] (summed NLL of each sequence,
+nats); the PyTorch one is here, the llama.cpp and onnxruntime ones live with their
+engines. Tokenizing is the engine's job too, so each stack is measured end to end.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .progress import count_progress
@@ -23,14 +27,19 @@ from .progress import count_progress
 Scorer = Callable[[Sequence[Sequence[int]]], list[float]]
 Tokenize = Callable[[str], list[int]]
 
+DEFAULT_OTHER_LANGS = ("ru", "zh", "ar")     # non-target languages reported beside the targets
+DEFAULT_MAX_BYTES = 16_000                  # text scored per language and text set
+DEFAULT_MAX_LEN = 512                       # tokens per scored sequence (llama.cpp's n_batch)
+
 
 @dataclass
 class LangScore:
     lang: str
-    n_texts: int
+    n_texts: int           # scoring units
     n_tokens: int          # predicted tokens
-    n_bytes: int           # UTF-8 bytes of the scored paragraphs
+    n_bytes: int           # UTF-8 bytes of the scored units
     nll: float             # summed negative log-likelihood, nats
+    text: str = "eval"     # which text set ("eval", or "unseen:<domain>")
 
     @property
     def ppl(self) -> float:
@@ -40,67 +49,103 @@ class LangScore:
     def bits_per_byte(self) -> float:
         return self.nll / math.log(2) / max(self.n_bytes, 1)
 
+    @property
+    def tokens_per_byte(self) -> float:
+        return self.n_tokens / max(self.n_bytes, 1)
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "ppl": self.ppl, "bits_per_byte": self.bits_per_byte}
+        return {**asdict(self), "ppl": self.ppl, "bits_per_byte": self.bits_per_byte,
+                "tokens_per_byte": self.tokens_per_byte}
 
 
-def select_sequences(texts: Sequence[str], tokenize: Tokenize, max_tokens: int,
-                     max_len: int) -> tuple[list[list[int]], int]:
-    """Tokenized paragraphs (cut at max_len) until max_tokens predicted tokens; and their bytes."""
-    seqs, n_pred, n_bytes = [], 0, 0
+def _split(text: str, max_bytes: int) -> list[str]:
+    """`text` in pieces of at most max_bytes UTF-8 bytes, cut after a sentence end or a space
+    where there is one in the second half of the piece, else at a character boundary."""
+    out = []
+    while len(text.encode()) > max_bytes:
+        cut, size = 0, 0
+        for i, ch in enumerate(text):           # longest prefix within max_bytes
+            size += len(ch.encode())
+            if size > max_bytes:
+                break
+            cut = i + 1
+        head = text[:cut]
+        best = max(head.rfind(s) for s in (". ", "。", "! ", "? ", "؟ ", "। "))
+        if best < cut // 2:
+            best = head.rfind(" ")
+        if best >= cut // 2:
+            cut = best + 1
+        piece, text = text[:cut].strip(), text[cut:].lstrip()
+        if piece:
+            out.append(piece)
+    if text.strip():
+        out.append(text.strip())
+    return out
+
+
+def scoring_units(texts: Sequence[str], max_bytes: int = DEFAULT_MAX_BYTES,
+                  max_len: int = DEFAULT_MAX_LEN) -> list[str]:
+    """The text units scored for one language: paragraphs in order, long ones split to at
+    most max_len - 2 bytes, until max_bytes. Depends on the text only (never a tokenizer)."""
+    unit_bytes = max(16, max_len - 2)
+    out, n = [], 0
     for text in texts:
-        ids = tokenize(text)
-        if len(ids) < 2:
-            continue
-        if len(ids) > max_len:
-            ids = ids[:max_len]
-            # bytes of the part actually scored are unknown once cut; count the whole
-            # paragraph proportionally to the tokens kept
-            n_bytes += int(len(text.encode()) * max_len / len(tokenize(text)))
-        else:
-            n_bytes += len(text.encode())
-        seqs.append(ids)
-        n_pred += len(ids) - 1
-        if n_pred >= max_tokens:
-            break
-    return seqs, n_bytes
+        for piece in _split(text, unit_bytes):
+            out.append(piece)
+            n += len(piece.encode())
+            if n >= max_bytes:
+                return out
+    return out
 
 
-def score_language(lang: str, texts: Sequence[str], tokenize: Tokenize, scorer: Scorer,
-                   max_tokens: int = 4096, max_len: int = 512, batch_size: int = 8,
-                   advance: Callable[[int], None] | None = None) -> LangScore:
-    seqs, n_bytes = select_sequences(texts, tokenize, max_tokens, max_len)
-    if not seqs:
+def score_units(lang: str, units: Sequence[str], tokenize: Tokenize, scorer: Scorer,
+                batch_size: int = 8, advance: Callable[[int], None] | None = None,
+                text: str = "eval", max_len: int = DEFAULT_MAX_LEN) -> LangScore:
+    seqs = [tokenize(u) for u in units]
+    too_long = [len(s) for s in seqs if len(s) > max_len]
+    if too_long:
+        raise RuntimeError(f"a {lang} unit of <= {max_len - 2} bytes became {max(too_long)} tokens; "
+                           f"the tokenizer cannot encode with byte fallback")
+    keep = [(u, s) for u, s in zip(units, seqs) if len(s) >= 2]
+    if not keep:
         raise ValueError(f"no scorable text for language '{lang}'")
     nll = 0.0
     # sort by length so batches carry little padding; the sum does not depend on order
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    order = sorted(range(len(keep)), key=lambda i: len(keep[i][1]))
     for start in range(0, len(order), batch_size):
-        batch = [seqs[i] for i in order[start:start + batch_size]]
+        batch = [keep[i][1] for i in order[start:start + batch_size]]
         nll += sum(scorer(batch))
         if advance:
-            advance(sum(len(s) - 1 for s in batch))
-    return LangScore(lang, len(seqs), sum(len(s) - 1 for s in seqs), n_bytes, nll)
+            advance(sum(len(u.encode()) for u, _ in (keep[i] for i in order[start:start + batch_size])))
+    return LangScore(lang, len(keep), sum(len(s) - 1 for _, s in keep),
+                     sum(len(u.encode()) for u, _ in keep), nll, text)
+
+
+def score_language(lang: str, texts: Sequence[str], tokenize: Tokenize, scorer: Scorer,
+                   max_bytes: int = DEFAULT_MAX_BYTES, max_len: int = DEFAULT_MAX_LEN,
+                   batch_size: int = 8, advance: Callable[[int], None] | None = None,
+                   text: str = "eval") -> LangScore:
+    return score_units(lang, scoring_units(texts, max_bytes, max_len), tokenize, scorer,
+                       batch_size, advance, text, max_len)
 
 
 def evaluate_languages(langs: Sequence[str], texts_for: Callable[[str], Sequence[str]],
-                       tokenize: Tokenize, scorer: Scorer, max_tokens: int = 4096,
-                       max_len: int = 512, batch_size: int = 8,
-                       label: str = "scoring") -> list[LangScore]:
+                       tokenize: Tokenize, scorer: Scorer, max_bytes: int = DEFAULT_MAX_BYTES,
+                       max_len: int = DEFAULT_MAX_LEN, batch_size: int = 8,
+                       label: str = "scoring", text: str = "eval") -> list[LangScore]:
+    units = {lang: scoring_units(texts_for(lang), max_bytes, max_len) for lang in langs}
+    total = sum(len(u.encode()) for us in units.values() for u in us)
     results = []
-    with count_progress(label, total=max_tokens * len(langs), unit="tokens") as advance:
+    with count_progress(label, total=total, unit="bytes") as advance:
         for lang in langs:
-            before = [0]
-
-            def adv(n: int, lang=lang) -> None:
-                before[0] += n
-                advance(n, extra=lang)
-
-            res = score_language(lang, texts_for(lang), tokenize, scorer, max_tokens, max_len,
-                                 batch_size, adv)
-            advance(max(0, max_tokens - before[0]))   # languages with less text finish early
-            results.append(res)
+            results.append(score_units(lang, units[lang], tokenize, scorer, batch_size,
+                                       lambda n, lang=lang: advance(n, extra=lang), text, max_len))
     return results
+
+
+def gmean(xs: Sequence[float]) -> float | None:
+    xs = list(xs)
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 
 # ---------------------------------------------------------------- PyTorch scorer
@@ -155,3 +200,68 @@ def torch_scorer(model, pad_id: int = 0, chunk: int = 256) -> Scorer:
 
 def hf_tokenize(tokenizer) -> Tokenize:
     return lambda text: tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+# ---------------------------------------------------------------- a model, end to end
+
+def evaluate_model(spec: str | None, langs: Sequence[str] | None = None, corpus: str | None = None,
+                   max_bytes: int = DEFAULT_MAX_BYTES, max_len: int = DEFAULT_MAX_LEN,
+                   engine: str | None = None, threads: int | None = None) -> dict:
+    """What `babel-edge eval` reports: per-language perplexity and bits per byte of `spec` (a
+    pruned directory, any HF directory, the embedded name, a .gguf file or an ONNX export,
+    run by `engine`: torch, llama.cpp or onnxruntime; default from what `spec` is), split
+    into the model's target languages (from its pruning plan) and the others, plus its
+    parameters (PyTorch) and file size."""
+    from .corpus import load_corpus, load_user_corpus, parse_langs
+    from .prune.plan import PruningPlan
+    from .runtime.engines import artefact_targets, open_engine
+
+    corp = load_user_corpus(corpus, langs) if corpus else load_corpus()
+    langs = parse_langs(langs) if isinstance(langs, str) else list(langs or corp.languages())
+    for lang in langs:
+        corp.texts(lang, "eval")                 # a language the corpus lacks fails here
+    eng = open_engine(spec, engine, n_ctx=max_len + 16, threads=threads)
+    try:
+        targets = artefact_targets(eng)
+        results = evaluate_languages(langs, lambda l: corp.texts(l, "eval"), eng.tokenize,
+                                     eng.score, max_bytes=max_bytes, max_len=max_len,
+                                     label=f"scoring {eng.name} ({eng.backend})")
+        rows = [dict(r.to_dict(), target=r.lang in targets) for r in results]
+        report = {
+            "model": str(eng.path), "engine": eng.backend, "split": "eval",
+            "max_bytes": max_bytes, "max_len": max_len, "target_langs": targets,
+            "summary": {
+                "target_ppl_gmean": gmean(r["ppl"] for r in rows if r["target"]),
+                "other_ppl_gmean": gmean(r["ppl"] for r in rows if not r["target"]),
+                "target_bits_per_byte_mean": _mean(r["bits_per_byte"] for r in rows if r["target"]),
+                "other_bits_per_byte_mean": _mean(r["bits_per_byte"] for r in rows if not r["target"])},
+            "results": rows,
+            **eng.describe(),
+        }
+        plan = PruningPlan.read(eng.path) if Path(eng.path).is_dir() else None
+        if plan is not None:
+            report["pruning"] = {"rate": plan.rate, "realized_rate": round(plan.realized_rate, 6),
+                                 "strategy": plan.strategy, "schedule": plan.schedule,
+                                 "granularity": plan.granularity,
+                                 "compensate": bool(plan.compensation.get("on")),
+                                 "vocab_kept": plan.vocab["kept"] if plan.vocab_trimmed else None,
+                                 "healed": bool(plan.healing)}
+    finally:
+        eng.close()
+    return report
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def default_report_path(model_path: str | Path, spec: str | None) -> Path:
+    """eval.json next to a model directory the user named (e.g. a pruned model) when it is
+    writable; else eval-<name>.json in the working directory."""
+    import os
+
+    d = Path(model_path)
+    if spec and Path(spec).expanduser().is_dir() and os.access(d, os.W_OK):
+        return d / "eval.json"
+    return Path(f"eval-{d.name}.json")

@@ -74,7 +74,7 @@ def random_widths(full: int, n: int, rate: float, seed: int, unit: int = 32) -> 
 
 def prune_in_memory(model, tokenizer, texts, rate: float = RATE, seed: int = SEED) -> list[int]:
     from babel_edge.models.adapters import ffn_layers
-    from babel_edge.prune_io import shrink_layer
+    from babel_edge.prune.model_dir import shrink_layer
 
     views = ffn_layers(model)
     mass = activation_mass(model, tokenizer, texts)
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
 
     from babel_edge.corpus import load_corpus
     from babel_edge.exporters.gguf import export_gguf
-    from babel_edge.exporters.gguf_llama import LlamaRunner
+    from babel_edge.exporters.gguf.llama import LlamaRunner
     from babel_edge.models import load_model
 
     out = Path(args.out)

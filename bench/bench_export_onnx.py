@@ -39,7 +39,7 @@ def prune_by_mass(lm, rate: float, multiple: int = 32, spread: float = 0.2):
 
     from babel_edge.corpus import load_corpus
     from babel_edge.models import ffn_layers
-    from babel_edge.prune_io import set_width_config, shrink_layer
+    from babel_edge.prune.model_dir import set_width_config, shrink_layer
 
     views = ffn_layers(lm.model)
     mass = [torch.zeros(v.width) for v in views]

@@ -27,8 +27,10 @@ def overhead(lm, corpus, langs, tokens, batch_size, max_len, repeat=2) -> dict:
     import torch
 
     from babel_edge.experts import build_expert_map, random_split
-    from babel_edge.profile import (LangStats, _forward, _special_ids, _stats_reducer, _tokenize,
-                                    make_batches, read_neurons, select_sequences, top_k_for)
+    from babel_edge.profile import LangStats, make_batches, read_neurons, top_k_for
+    from babel_edge.profile import take_sequences as select_sequences
+    from babel_edge.profile.record import _forward, _stats_reducer
+    from babel_edge.profile.run import _special_ids, _tokenize
 
     model, tok = lm.model, lm.tokenizer
     special = _special_ids(tok)

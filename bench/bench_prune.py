@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from babel_edge.corpus import load_corpus
     from babel_edge.models import load_model
-    from babel_edge.prune import prune_loaded
+    from babel_edge.prune import PruneOptions, prune_loaded
 
     corpus = load_corpus()
     lm = load_model(None)
@@ -235,19 +235,18 @@ def main(argv=None) -> int:
                 else:
                     kw = {x: s[x] for x in ("strategy", "schedule", "compensate", "seed", "granularity")
                           if x in s}
-                    model, plan = prune_loaded(lm, tl, rate, profile=prof,
-                                               texts_for=lambda l: corpus.texts(l, "profile"),
-                                               calib_tokens=args.calib_tokens, **kw)
+                    model, plan = prune_loaded(lm, tl, rate, PruneOptions(calib_tokens=args.calib_tokens, **kw),
+                                               profile=prof, texts_for=lambda l: corpus.texts(l, "profile"))
                 t_prune = time.perf_counter() - t0
                 ppl = evaluate(model, lm.tokenizer, corpus, tl, args.eval_tokens)
                 ppl.update(evaluate(model, lm.tokenizer, corpus, others, args.other_tokens))
                 run = {"targets": targets, "rate": r_rate, "setting": s["name"],
                        "eval_tokens": args.eval_tokens, "other_tokens": args.other_tokens, "ppl": ppl,
-                       "realized_rate": plan["realized_rate"] if plan else 0.0,
-                       "widths": [l["width"] for l in plan["layers"]] if plan else None,
-                       "signal": [l["signal"] for l in plan["layers"]] if plan else None,
-                       "n_massive": sum(len(l["massive"]) for l in plan["layers"]) if plan else None,
-                       "ffn_params": plan["params"]["ffn_after"] if plan else None,
+                       "realized_rate": plan.realized_rate if plan else 0.0,
+                       "widths": plan.widths if plan else None,
+                       "signal": [l.signal for l in plan.layers] if plan else None,
+                       "n_massive": sum(len(l.massive) for l in plan.layers) if plan else None,
+                       "ffn_params": plan.params["ffn_after"] if plan else None,
                        "prune_seconds": round(t_prune, 1),
                        "seconds": round(time.perf_counter() - t0, 1)}
                 res["runs"] = [r for r in res["runs"] if key(r) != k] + [run]

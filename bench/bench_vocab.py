@@ -60,7 +60,7 @@ def make_models(args, work: Path) -> dict[str, Path]:
     """Pruned and pruned+trimmed directories (prune() is what `babel-edge prune` runs)."""
     from babel_edge.corpus import load_corpus
     from babel_edge.models import load_model
-    from babel_edge.prune import prune
+    from babel_edge.prune import PruneOptions, prune
 
     sys.path.insert(0, str(ROOT))
     from bench_prune import get_profile
@@ -76,7 +76,8 @@ def make_models(args, work: Path) -> dict[str, Path]:
         else:
             t = time.perf_counter()
             log(f"pruning ({label})")
-            prune(None, prof.path, args.langs, args.rate, d, trim_vocab=trim, other_langs=args.others)
+            prune(None, prof.path, args.langs, args.rate, d, options=PruneOptions(trim_vocab=trim),
+                  other_langs=args.others)
             log(f"  {label}: {time.perf_counter() - t:.0f} s")
         out[label] = d
     return out

@@ -12,11 +12,14 @@ tokenization is compared elsewhere (tokenizer tests) and not mixed in here.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+
+from ..precision import Gate, gate
 
 LogitsFn = Callable[[Sequence[int]], np.ndarray]
 
@@ -33,27 +36,11 @@ PARITY_PROMPTS = [
 ]
 
 
-@dataclass(frozen=True)
-class Threshold:
-    max_abs_diff: float | None     # None: not meaningful for this precision (quantized)
-    argmax_agreement: float        # share of positions whose top-1 token agrees, at least
-    ppl_ratio: float               # exported / reference perplexity, at most (and >= 1/ratio)
-
-
-# Measured margins, not wishes: fp32 runtimes agree to ~1e-4 (onnxruntime) and ~3e-2
-# (llama.cpp, whose F16 KV cache alone moves logits that much); quantized weights
-# move the logits by O(1) and are judged by agreement and perplexity instead.
-THRESHOLDS: dict[str, Threshold] = {
-    "f32": Threshold(max_abs_diff=0.1, argmax_agreement=0.98, ppl_ratio=1.01),
-    "fp32": Threshold(max_abs_diff=1e-2, argmax_agreement=0.99, ppl_ratio=1.005),
-    "f16": Threshold(max_abs_diff=1.0, argmax_agreement=0.95, ppl_ratio=1.02),
-    "fp16": Threshold(max_abs_diff=1.0, argmax_agreement=0.95, ppl_ratio=1.02),
-    "q8_0": Threshold(max_abs_diff=None, argmax_agreement=0.90, ppl_ratio=1.05),
-    "int8": Threshold(max_abs_diff=None, argmax_agreement=0.80, ppl_ratio=1.20),
-    "q4_k_m": Threshold(max_abs_diff=None, argmax_agreement=0.70, ppl_ratio=1.35),
-    "q4_0": Threshold(max_abs_diff=None, argmax_agreement=0.70, ppl_ratio=1.35),
-    "int4": Threshold(max_abs_diff=None, argmax_agreement=0.70, ppl_ratio=1.35),
-}
+# What parity compares besides the prompts: a few held-out paragraphs (eval split), the
+# plan's target languages first, then a spread of scripts; cut to PARAGRAPH_TOKENS.
+PARAGRAPH_LANGS = ("en", "de", "fr", "ru", "zh")
+N_PARAGRAPHS = 4
+PARAGRAPH_TOKENS = 128
 
 
 class ParityError(RuntimeError):
@@ -102,9 +89,7 @@ def compare(reference: LogitsFn, exported: LogitsFn, prompts: Sequence[Sequence[
 
     `vocab`: compare only these logit columns (e.g. the kept tokens of a trimmed
     vocabulary, whose ids are mapped by the caller)."""
-    if precision not in THRESHOLDS:
-        raise ValueError(f"no parity threshold for precision '{precision}'")
-    th = THRESHOLDS[precision]
+    th: Gate = gate(precision)
     diffs_max, diffs_sum, n_pos, agree = 0.0, 0.0, 0, 0
     nll_r = nll_e = 0.0
     n_tok = 0
@@ -138,6 +123,18 @@ def compare(reference: LogitsFn, exported: LogitsFn, prompts: Sequence[Sequence[
                         ppl_e, not failures, failures)
 
 
+def summary_line(p: dict, extra: str = "") -> str:
+    """One human line for an export summary's "parity" section (ParityReport.to_dict() plus
+    the prompt and paragraph counts)."""
+    return (f"  parity: max|Δlogit| {p['max_abs_diff']:.3g}, argmax {p['argmax_agreement']:.1%} over "
+            f"{p['positions']} positions ({p['prompts']} prompts, {p['paragraphs']} paragraphs), "
+            f"perplexity ×{p['ppl_ratio']:.4f}{extra} — {'pass' if p['passed'] else 'FAIL'}")
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
 def check_parity(*args, **kwargs) -> ParityReport:
     """`compare`, raising ParityError when a threshold is missed."""
     rep = compare(*args, **kwargs)
@@ -157,3 +154,39 @@ def torch_logits_fn(model) -> LogitsFn:
         return out.logits[0].float().cpu().numpy()
 
     return logits
+
+
+def parity_texts(target_langs: Sequence[str] = (), split: str = "eval",
+                 n: int = N_PARAGRAPHS) -> list[str]:
+    """A few paragraphs of the built-in corpus's `split`: one long paragraph (among the first
+    twenty) per language, the targets first, then PARAGRAPH_LANGS. Parity reads the eval
+    split; an export rewrite that needs calibration text (gemma4's V scale) reads the
+    profile split. A corpus that cannot be read is an error, not fewer texts."""
+    return list(_parity_texts(tuple(target_langs), split, n))
+
+
+@functools.lru_cache(maxsize=16)
+def _parity_texts(langs: tuple[str, ...], split: str, n: int) -> tuple[str, ...]:
+    # cached: tests export many models in one process
+    from ..corpus import load_corpus
+
+    corpus = load_corpus()
+    out = []
+    for lang in dict.fromkeys(langs + PARAGRAPH_LANGS):
+        if lang not in corpus:
+            continue
+        texts = corpus.texts(lang, split)
+        if texts:
+            out.append(max(texts[:20], key=len))
+        if len(out) >= n:
+            break
+    return tuple(out)
+
+
+def parity_ids(tokenizer, target_langs: Sequence[str] = ()) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, paragraph ids) for parity, tokenized with the model's own tokenizer;
+    paragraphs cut to PARAGRAPH_TOKENS."""
+    enc = lambda t: list(tokenizer(t, add_special_tokens=True)["input_ids"])  # noqa: E731
+    prompts = [enc(p) for p in PARITY_PROMPTS]
+    paragraphs = [enc(t)[:PARAGRAPH_TOKENS] for t in parity_texts(target_langs)]
+    return prompts, [p for p in paragraphs if len(p) > 1]

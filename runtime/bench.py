@@ -107,18 +107,23 @@ def measure_speed(path: str, backend: str, device: str, threads: int | None,
     return out
 
 
-def measure_ppl(path: str, backend: str, device: str, langs: Sequence[str], max_tokens: int) -> dict:
+def measure_ppl(path: str, backend: str, device: str, langs: Sequence[str], max_bytes: int) -> dict:
+    """Bits per byte and perplexity per language on the eval split (babel_edge.evaluate: the
+    same bytes for every artefact, whatever its tokenizer)."""
     from babel_edge.corpus import load_corpus
-    from babel_edge.evaluate import evaluate_languages
+    from babel_edge.evaluate import DEFAULT_MAX_LEN, evaluate_languages
 
     from .engines import open_engine
 
-    engine = open_engine(path, backend, device, n_ctx=1024)
+    engine = open_engine(path, backend, device, n_ctx=DEFAULT_MAX_LEN + 16)
     corpus = load_corpus()
-    res = evaluate_languages(langs, lambda l: corpus.texts(l, "eval"), engine.tokenize, engine.score,
-                             max_tokens=max_tokens, max_len=512, batch_size=4,
-                             label=f"perplexity {Path(path).name}")
-    return {r.lang: {"ppl": r.ppl, "bits_per_byte": r.bits_per_byte, "tokens": r.n_tokens} for r in res}
+    try:
+        res = evaluate_languages(langs, lambda l: corpus.texts(l, "eval"), engine.tokenize,
+                                 engine.score, max_bytes=max_bytes, batch_size=4,
+                                 label=f"bits per byte {Path(path).name}")
+    finally:
+        engine.close()
+    return {r.lang: r.to_dict() for r in res}
 
 
 def _worker(kind: str, subject: Subject, device: str, threads: int | None, extra: dict) -> dict:
@@ -142,8 +147,11 @@ def _stats(values: list[float]) -> dict:
 
 def run_bench(subjects: Sequence[Subject], device: str = "cpu", rounds: int = 3,
               threads: int | None = None, ppl_langs: Sequence[str] = (),
-              ppl_tokens: int = 1024, progress=None) -> dict:
+              ppl_bytes: int | None = None, progress=None) -> dict:
     """Measure every subject, alternating round by round. Returns the results dict."""
+    from babel_edge.evaluate import DEFAULT_MAX_BYTES
+
+    ppl_bytes = ppl_bytes or DEFAULT_MAX_BYTES
     speed: dict[str, list[dict]] = {s.label + "|" + s.backend: [] for s in subjects}
     steps = rounds * len(subjects) + (len(subjects) if ppl_langs else 0)
     done = 0
@@ -164,7 +172,7 @@ def run_bench(subjects: Sequence[Subject], device: str = "cpu", rounds: int = 3,
             row[key] = _stats([x[key] for x in runs])
         if ppl_langs:
             row["ppl"] = _worker("ppl", s, device, threads, {"langs": list(ppl_langs),
-                                                            "max_tokens": ppl_tokens})
+                                                            "max_bytes": ppl_bytes})
             done += 1
             if progress:
                 progress(done, steps, f"perplexity: {s.label} ({s.backend})")
@@ -222,17 +230,36 @@ def markdown(res: dict, target_langs: Sequence[str] = ()) -> str:
                     [f"| {r['label']} | {r['backend']} | " + " | ".join(cell(r["ppl"][l]) for l in langs)
                      + " |" for r in rows if "ppl" in r])
 
-        lines += table("Perplexity on the eval split" + (f" (targets: {', '.join(target_langs)})"
-                                                         if target_langs else ""),
-                       lambda x: f"{x['ppl']:.1f}")
-        tokens = {l: {r["ppl"][l].get("n_tokens") for r in rows if "ppl" in r} for l in langs}
-        differ = [l for l in langs if len(tokens[l]) > 1]
-        if differ:
-            lines += ["", f"Per-token perplexities of models whose tokenizers split the same text "
-                          f"differently ({', '.join(differ)}) do not compare: read bits per byte."]
-        # bits per byte also compare a trimmed vocabulary (--trim-vocab) with the dense one
-        lines += table("Bits per byte (comparable across tokenizers)", lambda x: f"{x['bits_per_byte']:.3f}")
+        # bits per byte compare across tokenizers (a trimmed vocabulary against the dense one):
+        # every artefact scores the same bytes (babel_edge.evaluate)
+        lines += table("Bits per byte on the eval split, same bytes for every model"
+                       + (f" (targets: {', '.join(target_langs)})" if target_langs else ""),
+                       lambda x: f"{x['bits_per_byte']:.3f}")
+        lines += table("Perplexity per token", lambda x: f"{x['ppl']:.1f}")
+        lines += different_tokenizers_note(rows, langs)
     return "\n".join(lines) + "\n"
+
+
+def different_tokenizers_note(rows: list[dict], langs: Sequence[str]) -> list[str]:
+    """A warning line when the artefacts split the same text into different token counts (their
+    per-token perplexities then do not compare)."""
+    tokens = {l: {r["ppl"][l]["n_tokens"] for r in rows if "ppl" in r} for l in langs}
+    differ = [l for l in langs if len(tokens[l]) > 1]
+    if not differ:
+        return []
+    return ["", f"Per-token perplexities of models whose tokenizers split the same text "
+                f"differently ({', '.join(differ)}) do not compare: read bits per byte."]
+
+
+def write_results(res: dict, out: Path, targets: Sequence[str] = ()) -> list[Path]:
+    """bench.json, bench.md and bench.png in `out` (each written atomically)."""
+    from babel_edge.io import write_json, write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_json(out / "bench.json", res), write_text(out / "bench.md", markdown(res, targets)),
+             out / "bench.png"]
+    chart(res, out / "bench.png")
+    return paths
 
 
 def chart(res: dict, path: Path) -> None:
@@ -256,10 +283,11 @@ def chart(res: dict, path: Path) -> None:
     fig.suptitle(f"babel-edge bench — {res['device']}, {res['threads']} threads, "
                  f"{res['rounds']} rounds (median, min–max)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    from babel_edge.io import atomic_file
+
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _main_worker(argv: list[str]) -> int:
@@ -277,7 +305,7 @@ def _main_worker(argv: list[str]) -> int:
     if a.worker == "speed":
         res = measure_speed(a.path, a.backend, a.device, a.threads)
     else:
-        res = measure_ppl(a.path, a.backend, a.device, extra["langs"], extra["max_tokens"])
+        res = measure_ppl(a.path, a.backend, a.device, extra["langs"], extra["max_bytes"])
     print(json.dumps(res))
     return 0
 

@@ -50,3 +50,20 @@ def embedded():
     from babel_edge.models import load_model
 
     return load_model(None)
+
+
+@pytest.fixture
+def plan_for():
+    """plan_for(model, langs, width_before=256) -> a PruningPlan recording the model's current
+    per-layer widths (kept ids 0..w-1), for tests that slice a model by hand."""
+    from babel_edge.models import ffn_layers
+    from babel_edge.prune import LayerPlan, PruningPlan
+
+    def make(model, langs, width_before=256, strategy="mass", schedule="adaptive"):
+        layers = [LayerPlan(v.index, width_before, v.width, list(range(v.width)))
+                  for v in ffn_layers(model)]
+        rate = 1 - sum(l.width for l in layers) / (width_before * len(layers))
+        return PruningPlan(list(langs), round(rate, 3), strategy, schedule, "neuron", 1, 0.0, 1.0,
+                           0, layers)
+
+    return make

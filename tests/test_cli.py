@@ -37,7 +37,7 @@ def test_models_lists_embedded_and_architectures():
 
 def test_ppl_on_tiny_model_writes_json(tiny_dirs, tmp_path):
     out = tmp_path / "ppl.json"
-    r = run("ppl", "--model", str(tiny_dirs["llama"]), "--langs", "en,de", "--max-tokens", "64",
+    r = run("ppl", "--model", str(tiny_dirs["llama"]), "--langs", "en,de", "--max-bytes", "400",
             "--json", str(out))
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())

@@ -52,8 +52,8 @@ def test_perplexity_close_to_llama_cpp(embedded, llama):
     langs = ["en", "de", "zh", "ar", "ru"]
     texts = lambda l: corpus.texts(l, "eval")
     ours = evaluate_languages(langs, texts, hf_tokenize(embedded.tokenizer),
-                              torch_scorer(embedded.model), max_tokens=768)
-    ref = evaluate_languages(langs, texts, llama.tokenize, llama.score, max_tokens=768)
+                              torch_scorer(embedded.model), max_bytes=3000)
+    ref = evaluate_languages(langs, texts, llama.tokenize, llama.score, max_bytes=3000)
     for a, b in zip(ours, ref):
         assert a.n_tokens == b.n_tokens        # same tokens scored by both stacks
         # fp32 dequantized weights vs the Q4_K_M file itself: a few percent apart

@@ -3,10 +3,11 @@ import sys
 
 import pytest
 
-from babel_edge import prune_schedule
 from babel_edge.errors import UserError
 from babel_edge.estimate import (ModelShape, file_bytes, language_previews, model_shape,
-                                 plan_estimate, sparkline, unit_for)
+                                 plan_estimate, sparkline)
+from babel_edge.prune import schedule as prune_schedule
+from babel_edge.prune.schedule import unit_for
 
 SHAPE = ModelShape(name="m", hidden=64, ffn_widths=(256, 256, 256), vocab=100, params=200_000)
 

@@ -17,12 +17,16 @@ import numpy as np
 import pytest
 import torch
 
-from babel_edge.exporters import gguf_arch, gguf_llama
-from babel_edge.exporters.gguf import export_gguf, load_for_export, summary_path
+from babel_edge.exporters.gguf import export_gguf, summary_path
+from babel_edge.exporters.gguf import layout as gguf_layout
+from babel_edge.exporters.gguf import llama as gguf_llama
+from babel_edge.exporters.gguf import padded as gguf_padded
+from babel_edge.exporters.gguf import tensors as gguf_tensors
+from babel_edge.models import load_model as load_for_export
 from babel_edge.exporters.parity import ParityError
 from babel_edge.models.adapters import ADAPTERS, ffn_layers
 from babel_edge.models.tiny import TINY_FAMILIES
-from babel_edge.prune_io import save_pruned, set_width_config, shrink_layer
+from babel_edge.prune.model_dir import save_pruned, set_width_config, shrink_layer
 
 WIDTHS = [256, 96, 168, 64]        # 168: not a multiple of 32, so Q8_0 must fall back for it
 DENSE_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma2": "gemma2",
@@ -106,12 +110,12 @@ def test_q8_0_per_layer(tiny_dirs, tmp_path, family):
 
 def test_every_supported_family_is_covered():
     assert set(TINY_FAMILIES) == set(ADAPTERS)
-    assert set(gguf_arch.PER_LAYER_TARGET) == set(ADAPTERS)
-    for fam, target in gguf_arch.PER_LAYER_TARGET.items():
+    assert set(gguf_layout.PER_LAYER_TARGET) == set(ADAPTERS)
+    for fam, target in gguf_layout.PER_LAYER_TARGET.items():
         if target is None:                         # padded: the summary must say why
-            assert fam in gguf_arch.NO_PER_LAYER_REASON
+            assert fam in gguf_padded.NO_PER_LAYER_REASON
         else:
-            assert gguf_arch.TARGETS[target].per_layer_ffn
+            assert gguf_layout.TARGETS[target].per_layer_ffn
 
 
 # ----------------------------------------------------------------------------- specifics
@@ -158,25 +162,24 @@ def test_k_quant_fallbacks_reported_and_align(tiny_dirs, tmp_path):
 
     lm = tiny(tiny_dirs, "llama", True)
     export_gguf(lm, tmp_path / "f.gguf", "f32", threads=T, verbose=False)
-    gguf_llama.quantize(tmp_path / "f.gguf", tmp_path / "q.gguf", "q4_k_m", threads=T)
+    gguf_llama.quantize(tmp_path / "f.gguf", tmp_path / "q.gguf", "LLAMA_FTYPE_MOSTLY_Q4_K_M", threads=T)
     fb = _fallbacks(gguf_llama.tensor_types(tmp_path / "q.gguf"), "q4_k_m")
     assert fb["blk.*.ffn_down.weight"]["row_lengths"] == sorted(set(WIDTHS))
     # --align 256: ffn_down rows become 256 long and K-quants take them
     export_gguf(lm, tmp_path / "a.gguf", "f32", align=256, threads=T, verbose=False)
-    gguf_llama.quantize(tmp_path / "a.gguf", tmp_path / "qa.gguf", "q4_k_m", threads=T)
+    gguf_llama.quantize(tmp_path / "a.gguf", tmp_path / "qa.gguf", "LLAMA_FTYPE_MOSTLY_Q4_K_M", threads=T)
     types = gguf_llama.tensor_types(tmp_path / "qa.gguf")
     assert set(types["by_tensor"]["blk.*.ffn_down.weight"]) <= {"Q4_K", "Q6_K"}
 
 
-def test_pruned_directory_metadata_and_tokenizer(tiny_dirs, tmp_path):
+def test_pruned_directory_metadata_and_tokenizer(tiny_dirs, tmp_path, plan_for):
     """A directory in the pruner's format (per-layer widths + pruning_plan.json) exports with
     the plan in the general metadata and the tokenizer complete."""
     src = tiny_dirs["qwen2"]
     lm = load_for_export(src)
     slice_ffn(lm.model)
     lm.tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-    plan = {"target_langs": ["en", "de", "fr"], "rate": 0.5, "realized_rate": 0.45,
-            "strategy": "mass", "schedule": "adaptive"}
+    plan = plan_for(lm.model, ["en", "de", "fr"])
     pruned = save_pruned(lm.model, tmp_path / "pruned", plan, source_dir=None, tokenizer=lm.tokenizer)
     out = tmp_path / "p.gguf"
     s = export_gguf(pruned, out, "f32", threads=T, verbose=False)
@@ -199,7 +202,7 @@ def test_parity_miss_raises_and_leaves_nothing(tiny_dirs, tmp_path, monkeypatch)
     lm = tiny(tiny_dirs, "llama", True)
     out = tmp_path / "m.gguf"
     out.write_bytes(b"old")              # an earlier export stays untouched (--force)
-    monkeypatch.setattr(gguf_arch, "_interleave_rope_rows", lambda w, n: w)   # wrong rotary layout
+    monkeypatch.setattr(gguf_tensors, "interleave_rope_rows", lambda w, n: w)   # wrong rotary layout
     with pytest.raises(ParityError, match="parity"):
         export_gguf(lm, out, "f32", force=True, threads=T, verbose=False)
     assert out.read_bytes() == b"old"

@@ -7,17 +7,18 @@ generates the same greedy tokens as PyTorch.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from babel_edge import precision as precision_table
 from babel_edge.errors import UserError
-from babel_edge.exporters import parity
 from babel_edge.exporters.onnx import (SUMMARY_FILE, OnnxCausalLM, export_onnx, format_summary,
                                        load_ort_model)
-from babel_edge.exporters.parity import ParityError, Threshold
+from babel_edge.exporters.parity import ParityError
 from babel_edge.models import ffn_layers, load_model
 from babel_edge.models.tiny import TINY_FAMILIES
 
@@ -37,10 +38,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def slice_ffn(model, widths, keep_fn=None, seed=0):
     """Keep `widths[i]` neurons of layer i, in memory, the way the pruner does
-    (prune_io.shrink_layer; config gets `ffn_widths`).
+    (prune.model_dir.shrink_layer; config gets `ffn_widths`).
 
     keep_fn(view, width) -> sorted neuron ids; default: a seeded random subset."""
-    from babel_edge.prune_io import set_width_config, shrink_layer
+    from babel_edge.prune.model_dir import set_width_config, shrink_layer
 
     g = torch.Generator().manual_seed(seed)
     for v, w in zip(ffn_layers(model), widths):
@@ -160,7 +161,7 @@ def test_quantized_export_passes_its_thresholds(trained_pruned_llama, tmp_path, 
     s = export_onnx(lm, tmp_path / precision, precision, verbose=False)
     p, q = s["parity"], s["quantization"]
     assert p["passed"] and p["max_abs_diff"] > 0          # quantized: close, not equal
-    assert p["argmax_agreement"] >= parity.THRESHOLDS[precision].argmax_agreement
+    assert p["argmax_agreement"] >= precision_table.gate(precision).argmax_agreement
     # every weight MatMul became MatMulNBits (the ones left multiply activations: attention)
     assert s["ops"]["MatMulNBits"] == 4 * 7 + 1
     assert (q["layers_4bit"] > 0) == (precision == "int4") and q["layers_8bit"] > 0
@@ -173,7 +174,7 @@ def test_quantized_export_passes_its_thresholds(trained_pruned_llama, tmp_path, 
 
 def test_tied_embedding_is_quantized_once(tiny_dirs, tmp_path):
     """Gemma ties the LM head to the embedding: one 8-bit copy serves both (Gather + MatMulNBits)."""
-    from babel_edge.exporters import onnx_graph as G
+    from babel_edge.exporters.onnx import graph as G
 
     lm = _load(tiny_dirs, "gemma3_text", pruned=True)
     proto, q = G.quantize_weights(G.load(G.trace_fp32(lm.model, tmp_path / "raw")), 8)
@@ -209,7 +210,9 @@ def test_fp16_export_keeps_kv_cache_in_fp16(tiny_dirs, tmp_path):
 def test_parity_failure_leaves_nothing(tiny_dirs, tmp_path, monkeypatch):
     lm = _load(tiny_dirs, "qwen2", pruned=True)
     # an unreachable bar: argmax agreement above 100%
-    monkeypatch.setitem(parity.THRESHOLDS, "fp32", Threshold(None, 1.01, 1.0))
+    row = precision_table.PRECISIONS[("onnx", "fp32")]
+    monkeypatch.setitem(precision_table.PRECISIONS, ("onnx", "fp32"),
+                        dataclasses.replace(row, gate=precision_table.Gate(None, 1.01, 1.0)))
     with pytest.raises(ParityError, match="argmax agreement"):
         export_onnx(lm, tmp_path / "out", "fp32", verbose=False)
     assert list(tmp_path.iterdir()) == []
@@ -230,16 +233,16 @@ def test_bad_input_is_a_user_error(tiny_dirs, tmp_path):
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
 
 
-def test_export_from_a_pruned_directory_and_force(tiny_dirs, tmp_path):
-    from babel_edge.prune_io import save_pruned
+def test_export_from_a_pruned_directory_and_force(tiny_dirs, tmp_path, plan_for):
+    from babel_edge.prune.model_dir import save_pruned
 
     lm = _load(tiny_dirs, "mistral", pruned=True)
-    src = save_pruned(lm.model, tmp_path / "pruned", plan={"target_langs": ["en", "de"]},
+    src = save_pruned(lm.model, tmp_path / "pruned", plan=plan_for(lm.model, ["en", "de"]),
                       source_dir=lm.path)
     out = tmp_path / "onnx"
     s = export_onnx(str(src), out, verbose=False)           # through load_model, like the CLI
     assert s["ffn_widths"] == PRUNED_WIDTHS and s["parity"]["passed"]
-    assert s["ffn_widths_before"] is None     # a plan without per-layer records: unknown
+    assert s["ffn_widths_before"] == [256] * len(PRUNED_WIDTHS)      # from the plan
     assert json.loads((out / "config.json").read_text())["ffn_widths"] == PRUNED_WIDTHS
     assert "pruning_plan.json" in s["carried_files"]
     (out / "stale.txt").write_text("old")

@@ -12,7 +12,7 @@ from babel_edge.models.tiny import build_tiny_model
 from babel_edge.profile import (_special_ids, _tokenize, iter_batches, load_profile, make_batches,
                                 partial_dir_for,
                                 profile_model, read_neurons, record_language, save_profile,
-                                select_sequences)
+                                take_sequences)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -120,7 +120,7 @@ def test_recording_never_changes_output(planted):
     # the real reducer too, and the hooks are gone afterwards (also after an error)
     p_ids = _tokenize(lm.tokenizer)
     special = _special_ids(lm.tokenizer)
-    seqs, _ = select_sequences(texts["yy"][:3], p_ids, 10_000, 64, special)
+    seqs, _ = take_sequences(texts["yy"][:3], p_ids, 10_000, 64, special)
     with pytest.raises(RuntimeError):
         with read_neurons(lm.model, lambda i, a: (_ for _ in ()).throw(RuntimeError("boom"))):
             with torch.no_grad():
@@ -135,7 +135,7 @@ def test_recording_never_changes_output(planted):
 def test_padding_is_never_counted(model_type):
     lm, texts = build_planted(model_type)
     special = _special_ids(lm.tokenizer)
-    seqs, n = select_sequences(texts["zz"] + texts["xx"], _tokenize(lm.tokenizer), 400, 40, special)
+    seqs, n = take_sequences(texts["zz"] + texts["xx"], _tokenize(lm.tokenizer), 400, 40, special)
     em = random_split([256] * 4, 32, seed=0)
     base = random_split([256] * 4, 32, seed=1)
     one = record_language(lm.model, make_batches(seqs, 1, 0, special), em, base, 0.25)
@@ -151,12 +151,12 @@ def test_padding_is_never_counted(model_type):
         assert int(one.expert_count[i].sum()) == n * 8 // 4      # k = 25% of 8 experts per token
 
 
-def test_select_sequences_exact_count_and_long_paragraphs(planted):
+def test_take_sequences_exact_count_and_long_paragraphs(planted):
     lm, texts = planted
     special = _special_ids(lm.tokenizer)
     tok = _tokenize(lm.tokenizer)
     long_text = " ".join(texts["xx"])
-    seqs, n = select_sequences([long_text], tok, 250, 32, special)
+    seqs, n = take_sequences([long_text], tok, 250, 32, special)
     assert n == 250 and all(len(q) <= 32 for q in seqs)
     assert all(q[0] == lm.tokenizer.bos_token_id for q in seqs)      # every piece starts with BOS
     assert sum(len(q) - 1 for q in seqs) == 250

@@ -2,40 +2,18 @@
 the files written."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from babel_edge import cli_prune
+from babel_edge.cli import build_parser, main
 
 LANGS = ["en", "de", "fr"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The real CLI parser once cli.py registers these commands; else the same subparsers alone."""
-    try:
-        from babel_edge.cli import build_parser
-        return build_parser()
-    except ImportError:                       # another stage's module is not there yet
-        p = argparse.ArgumentParser(prog="babel-edge")
-        sub = p.add_subparsers(dest="command", required=True)
-        cli_prune.register(sub)
-        return p
-
-
 def run(*argv) -> int:
-    """cli.main's contract: user errors -> one line on stderr, exit code 2."""
-    import sys
-
-    from babel_edge.errors import user_error_types
-
-    args = _parser().parse_args([str(a) for a in argv])
-    try:
-        return args.func(args)
-    except user_error_types() as e:
-        print(f"babel-edge {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    """The real entry point: user errors -> one line on stderr, exit code 2."""
+    return main([str(a) for a in argv])
 
 
 @pytest.fixture(autouse=True)
@@ -57,9 +35,7 @@ def profile_file(tiny_dirs, tmp_path_factory):
 
 
 def test_help_describes_both_commands():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="command")
-    cli_prune.register(sub)
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name in ("prune", "eval"):
         sp = sub.choices[name]
         assert sp.description and sp.format_help().strip()
@@ -80,7 +56,7 @@ def test_prune_then_eval(tiny_dirs, profile_file, tmp_path, capsys):
     assert (out / "tokenizer.json").exists() and (out / "model.safetensors").exists()
     assert "saved" in capsys.readouterr().out
 
-    rc = run("eval", "--model", out, "--langs", "en,de,ru", "--max-tokens", "48")
+    rc = run("eval", "--model", out, "--langs", "en,de,ru", "--max-bytes", "200")
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "eval.json").read_text())
     assert rep["target_langs"] == ["en", "de"]

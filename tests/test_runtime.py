@@ -83,14 +83,14 @@ def test_bench_measures_two_subjects(tiny_dirs, tmp_path):
 
     subjects = [Subject("dense", str(tiny_dirs["llama"]), "torch"),
                 Subject("pruned", str(tiny_dirs["gemma3_text"]), "torch")]
-    res = run_bench(subjects, rounds=1, ppl_langs=["en"], ppl_tokens=64)
+    res = run_bench(subjects, rounds=1, ppl_langs=["en"], ppl_bytes=300)
     rows = res["results"]
     assert [r["label"] for r in rows] == ["dense", "pruned"]
     for r in rows:
         assert r["decode_tok_s"]["median"] > 0 and r["prefill512_tok_s"]["median"] > 0
         assert r["rounds"][0]["decode_tokens"] == 128
         assert r["peak_rss_mb"]["median"] > 50
-        assert r["ppl"]["en"]["tokens"] >= 64
+        assert r["ppl"]["en"]["n_tokens"] >= 64 and r["ppl"]["en"]["n_bytes"] >= 300
     c = res["comparisons"][0]
     assert c["ideal_decode_speedup"] == pytest.approx(
         rows[0]["weight_bytes_per_token"] / rows[1]["weight_bytes_per_token"])
@@ -99,6 +99,25 @@ def test_bench_measures_two_subjects(tiny_dirs, tmp_path):
     chart(res, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 1000
     json.dumps(res)
+
+
+def test_bench_text_is_byte_identical_and_warns_on_different_tokenizers(tiny_dirs, tmp_path):
+    """Two tokenizers (byte-level BPE and SentencePiece BPE) score the same bytes; the table
+    says their per-token perplexities do not compare, and says nothing when they agree."""
+    from babel_edge.models.tiny import build_tiny_model
+    from babel_edge.runtime.bench import different_tokenizers_note, measure_ppl
+
+    spm = tmp_path / "spm"
+    build_tiny_model("llama", spm, seed=0, tokenizer="spm")
+    a = measure_ppl(str(tiny_dirs["llama"]), "torch", "cpu", ["en", "de"], 600)
+    b = measure_ppl(str(spm), "torch", "cpu", ["en", "de"], 600)
+    for lang in ("en", "de"):
+        assert a[lang]["n_bytes"] == b[lang]["n_bytes"] > 0          # the same text
+        assert a[lang]["n_tokens"] != b[lang]["n_tokens"]            # split differently
+    rows = [{"label": "x", "backend": "torch", "ppl": a}, {"label": "y", "backend": "torch", "ppl": b}]
+    note = different_tokenizers_note(rows, ["en", "de"])
+    assert note and "do not compare" in note[-1] and "en, de" in note[-1]
+    assert different_tokenizers_note(rows[:1] * 2, ["en", "de"]) == []
 
 
 def test_worker_peak_rss_is_its_own_not_the_parents():

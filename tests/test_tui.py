@@ -426,6 +426,7 @@ def test_a_failing_build_is_shown_not_raised(cache, exc):
 
 
 def test_cli_registers_tui():
-    from babel_edge.cli import build_parser, cmd_tui
+    from babel_edge.cli import build_parser
+    from babel_edge.cli import tui as cli_tui
 
-    assert build_parser().parse_args(["tui"]).func is cmd_tui
+    assert build_parser().parse_args(["tui"]).func is cli_tui.run

@@ -22,7 +22,8 @@ from babel_edge import vocab
 from babel_edge.errors import UserError
 from babel_edge.models import load_model
 from babel_edge.models.tiny import build_tiny_model
-from babel_edge.prune_io import save_pruned
+from babel_edge.prune import PruningPlan
+from babel_edge.prune.model_dir import ffn_widths, save_pruned
 
 LANGS = ["en", "de"]
 N_PARAS = 300                     # profile paragraphs per language that choose the tokens
@@ -57,9 +58,16 @@ def trimmed(request, corpus, tmp_path_factory):
     tv = vocab.trim_loaded(model, lm.tokenizer, LANGS, lambda l: corpus.texts(l, "profile")[:N_PARAS],
                            model_dir=lm.path, eval_for=lambda l: corpus.texts(l, "eval")[:100],
                            other_langs=["ru", "zh", "ar"])
-    out = save_pruned(model, d.parent / f"{d.name}-trimmed", {"target_langs": LANGS, "vocab": tv.section},
+    out = save_pruned(model, d.parent / f"{d.name}-trimmed", trim_plan(model, LANGS, tv.section),
                       source_dir=lm.path, vocab=tv)
     return request.param, lm, model, tv, out
+
+
+def trim_plan(model, langs, section):
+    """The plan of a run that only trimmed the vocabulary."""
+    plan = PruningPlan.unpruned(ffn_widths(model), langs)
+    plan.vocab = section
+    return plan
 
 
 def _random_strings(n=40, seed=0):
@@ -182,7 +190,7 @@ def test_gguf_export_loads_in_llama_cpp_and_tokenizes_the_same(trimmed, corpus, 
     from llama_cpp import Llama
 
     from babel_edge.exporters.gguf import export_gguf
-    from babel_edge.exporters.gguf_llama import _quiet_llama
+    from babel_edge.exporters.gguf.llama import _quiet_llama
     from babel_edge.exporters.parity import PARITY_PROMPTS
 
     kind, lm, _, tv, out = trimmed
@@ -283,8 +291,11 @@ def test_build_with_trim_vocab(tiny_dirs, tmp_path, monkeypatch):
     from babel_edge.pipeline import BuildOptions, build
 
     monkeypatch.setenv("BABEL_EDGE_CACHE", str(tmp_path / "cache"))
+    from babel_edge.prune import PruneOptions
+
     opts = BuildOptions(langs=["en", "de"], rate=0.5, model=str(tiny_dirs["llama"]), gguf_quant="f32",
-                        onnx_precision=None, tokens_per_lang=256, bench=False, trim_vocab=True,
+                        onnx_precision=None, tokens_per_lang=256, bench=False,
+                        prune=PruneOptions(trim_vocab=True),
                         other_langs=["ru"])
     summary = build(opts, tmp_path / "out")
     plan = json.loads((tmp_path / "out" / "pruned" / "pruning_plan.json").read_text())
@@ -305,8 +316,10 @@ def test_embedded_trim_for_en_de_fr(corpus, tmp_path):
     import gguf
     from llama_cpp import Llama
 
-    from babel_edge.exporters import gguf_arch, gguf_vocab
-    from babel_edge.exporters.gguf_llama import _quiet_llama
+    from babel_edge.exporters.gguf import layout as gguf_layout
+    from babel_edge.exporters.gguf import tensors as gguf_tensors
+    from babel_edge.exporters.gguf import vocab as gguf_vocab
+    from babel_edge.exporters.gguf.llama import _quiet_llama
     from babel_edge.exporters.parity import PARITY_PROMPTS
 
     lm = load_model(None)                    # its own copy: trimming changes the model in place
@@ -326,12 +339,12 @@ def test_embedded_trim_for_en_de_fr(corpus, tmp_path):
     # llama.cpp reads the trimmed vocabulary (tokens, original scores, types) from a
     # vocabulary-only GGUF and tokenizes exactly like the trimmed HF tokenizer
     d = tmp_path / "m"
-    save_pruned(lm.model, d, {"target_langs": langs, "vocab": s}, source_dir=lm.path, vocab=tv)
+    save_pruned(lm.model, d, trim_plan(lm.model, langs, s), source_dir=lm.path, vocab=tv)
     v = gguf_vocab.vocab_from_tokenizer(tv.tokenizer, len(tv.kept), d)
     assert v.scores_from == "tokenizer.model"
-    layout = gguf_arch.choose_layout(lm.model, None)
+    layout = gguf_layout.choose_layout(lm.model, None)
     w = gguf.GGUFWriter(str(tmp_path / "vocab.gguf"), layout.target.arch)
-    gguf_arch.write_hparams(w, lm.model, layout)
+    gguf_tensors.write_hparams(w, lm.model, layout)
     v.write(w)
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -1,6 +1,6 @@
 """What the wizard has chosen so far: one plain dataclass, turned into the pipeline's
-BuildOptions at the end. Defaults come from BuildOptions itself, so the TUI and the
-CLI's `build` start from the same values."""
+BuildOptions (with its PruneOptions) at the end. Defaults come from those option
+objects themselves, so the TUI and the CLI's `build` start from the same values."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,18 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..pipeline import BuildOptions
+from ..prune.options import PruneOptions
 
 
 def default_option(name: str) -> Any:
-    f = BuildOptions.__dataclass_fields__[name]
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory()  # type: ignore[misc]
-
-
-def supports_trim_vocab() -> bool:
-    """Whether the pipeline can trim the vocabulary (offered only when it can)."""
-    return "trim_vocab" in BuildOptions.__dataclass_fields__
+    """The default of a BuildOptions field, or of a PruneOptions field inside it."""
+    for cls in (BuildOptions, PruneOptions):
+        f = cls.__dataclass_fields__.get(name)
+        if f is not None:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            return f.default_factory()  # type: ignore[misc]
+    raise KeyError(name)
 
 
 @dataclass
@@ -37,7 +37,7 @@ class WizardState:
     rate: float = default_option("rate")
     schedule: str = default_option("schedule")
     granularity: str = default_option("granularity")
-    trim_vocab: bool = False
+    trim_vocab: bool = default_option("trim_vocab")
     # 4. export
     gguf_quant: str | None = default_option("gguf_quant")
     onnx_precision: str | None = default_option("onnx_precision")
@@ -49,14 +49,13 @@ class WizardState:
     other_langs: tuple[str, ...] = tuple(default_option("other_langs"))
 
     def build_options(self) -> BuildOptions:
-        kw = dict(langs=list(self.langs), rate=self.rate, model=self.model,
-                  gguf_quant=self.gguf_quant, onnx_precision=self.onnx_precision,
-                  tokens_per_lang=self.tokens_per_lang, schedule=self.schedule,
-                  granularity=self.granularity, bench_rounds=self.bench_rounds,
-                  other_langs=list(self.other_langs), force=self.force)
-        if supports_trim_vocab():
-            kw["trim_vocab"] = self.trim_vocab
-        return BuildOptions(**kw)
+        prune = PruneOptions(schedule=self.schedule, granularity=self.granularity,
+                             trim_vocab=self.trim_vocab)
+        return BuildOptions(langs=list(self.langs), rate=self.rate, model=self.model,
+                            gguf_quant=self.gguf_quant, onnx_precision=self.onnx_precision,
+                            tokens_per_lang=self.tokens_per_lang, prune=prune,
+                            bench_rounds=self.bench_rounds, other_langs=list(self.other_langs),
+                            force=self.force)
 
     @property
     def model_label(self) -> str:

@@ -143,16 +143,21 @@ def load_corpus() -> Corpus:
 _BLANK_LINE = re.compile(r"\n\s*\n")
 
 
-def load_user_corpus(path: str | Path) -> Corpus:
+def load_user_corpus(path: str | Path, langs=None, warn=None) -> Corpus:
     """Your own text: a folder of ``<lang>.txt`` files (paragraphs separated by
     blank lines; every 5th paragraph is held out for eval) or a ``.jsonl`` file
-    of ``{"lang": ..., "text": ...[, "split": "profile"|"eval"]}`` lines."""
+    of ``{"lang": ..., "text": ...[, "split": "profile"|"eval"]}`` lines.
+
+    With `langs`, only those languages are read: files and lines of other or unknown
+    languages are skipped with one `warn` line naming them; an asked language that is
+    missing, empty or unreadable is an error."""
     p = Path(path).expanduser()
+    want = None if langs is None else set(parse_langs(langs))
     if p.is_dir():
-        return _load_folder(p)
+        return _load_folder(p, want, warn)
     if p.is_file():
         if p.name.endswith((".jsonl", ".jsonl.xz")):
-            return _load_jsonl(p)
+            return _load_jsonl(p, want, warn)
         raise CorpusError(f"corpus file {str(p)!r} is not a .jsonl file; give a .jsonl file "
                           "or a folder of <lang>.txt files")
     raise CorpusError(f"corpus path {str(p)!r} does not exist; give a folder of <lang>.txt files "
@@ -170,13 +175,33 @@ def _held_out(i: int) -> str:
     return "eval" if i % EVAL_EVERY == EVAL_EVERY - 1 else "profile"
 
 
-def _load_folder(folder: Path) -> Corpus:
+def _skipped(warn, what: list[str], where: str) -> None:
+    if what and warn:
+        warn(f"{where}: skipped {len(what)} not asked for or unknown: {', '.join(what[:12])}"
+             + (" …" if len(what) > 12 else ""))
+
+
+def _missing(want, got, where: str) -> None:
+    if want is not None and want - set(got):
+        raise CorpusError(f"{where} has no text for {', '.join(sorted(want - set(got)))}; add it "
+                          f"or leave the language out")
+
+
+def _load_folder(folder: Path, want: set[str] | None = None, warn=None) -> Corpus:
     files = sorted(folder.glob("*.txt"))
     if not files:
         raise CorpusError(f"corpus folder {str(folder)!r} has no <lang>.txt files; add files such as "
                           "de.txt with paragraphs separated by blank lines")
-    rows, seen = [], {}
+    rows, seen, skipped = [], {}, []
     for f in files:
+        if want is not None:
+            try:
+                code = get_language(f.stem).code
+            except UnknownLanguageError:
+                code = None
+            if code not in want:
+                skipped.append(f.name)
+                continue
         lang = _user_lang(f.stem, f"corpus file {f.name!r} is not named after a language code")
         if lang in seen:
             raise CorpusError(f"corpus files {seen[lang]!r} and {f.name!r} are both {lang}; merge them")
@@ -192,6 +217,8 @@ def _load_folder(folder: Path) -> Corpus:
             raise CorpusError(f"corpus file {str(f)!r} is empty; add paragraphs separated by blank lines "
                               "or remove the file")
         rows += [(lang, "user", f"{f.name}:{i + 1}", _held_out(i), t) for i, t in enumerate(paras)]
+    _skipped(warn, skipped, f"corpus folder {folder}")
+    _missing(want, seen, f"corpus folder {str(folder)!r}")
     return _build(rows, f"user ({folder})")
 
 
@@ -201,9 +228,9 @@ def _lines(path: Path) -> Iterator[str]:
         yield from f
 
 
-def _load_jsonl(path: Path) -> Corpus:
+def _load_jsonl(path: Path, want: set[str] | None = None, warn=None) -> Corpus:
     example = '{"lang": "de", "text": "..."}'
-    rows, counts = [], {}
+    rows, counts, skipped = [], {}, {}
     try:
         for n, line in enumerate(_lines(path), 1):
             if not line.strip():
@@ -217,6 +244,14 @@ def _load_jsonl(path: Path) -> Corpus:
             if not isinstance(r, dict) or not isinstance(r.get("lang"), str) \
                     or not isinstance(r.get("text"), str):
                 raise CorpusError(f"{where} needs string fields \"lang\" and \"text\", like {example}")
+            if want is not None:
+                try:
+                    code = get_language(r["lang"]).code
+                except UnknownLanguageError:
+                    code = None
+                if code not in want:
+                    skipped[r["lang"]] = skipped.get(r["lang"], 0) + 1
+                    continue
             lang = _user_lang(r["lang"], where)
             text = r["text"].strip()
             if not text:
@@ -233,6 +268,10 @@ def _load_jsonl(path: Path) -> Corpus:
         raise CorpusError(f"corpus file {str(path)!r} is not UTF-8 text; re-save it as UTF-8") from None
     except (OSError, lzma.LZMAError, EOFError) as e:
         raise CorpusError(f"cannot read corpus file {str(path)!r} ({e}); check the file") from None
+    _skipped(warn, [f"{k} ({n} lines)" for k, n in skipped.items()], f"corpus file {path.name}")
     if not rows:
-        raise CorpusError(f"corpus file {str(path)!r} has no text; add lines like {example}")
+        raise CorpusError(f"corpus file {str(path)!r} has no text"
+                          + (" in the asked languages" if want is not None else "")
+                          + f"; add lines like {example}")
+    _missing(want, {r[0] for r in rows}, f"corpus file {str(path)!r}")
     return _build(rows, f"user ({path})")

@@ -1,21 +1,20 @@
 """Models: loading (embedded default, GGUF, HF directories) and architecture adapters."""
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 
 from ..errors import UserError
 from .adapters import (ADAPTERS, Adapter, FFNView, UnsupportedArchitectureError, adapter_for,
                        ffn_layers, model_adapter)
-from .loader import (DEFAULT_MODEL, EMBEDDED, LoadedModel, cache_dir, check_architecture,
-                     embedded_gguf, fingerprint, load_model, read_config, resolve_model_dir)
+from .loader import (DEFAULT_MODEL, EMBEDDED, LoadedModel, as_loaded, cache_dir,
+                     check_architecture, embedded_gguf, fingerprint, load_model, read_config,
+                     resolve_model_dir)
 
 __all__ = [
     "ADAPTERS", "Adapter", "FFNView", "UnsupportedArchitectureError", "adapter_for", "ffn_layers",
     "model_adapter", "DEFAULT_MODEL", "EMBEDDED", "LoadedModel", "cache_dir", "check_architecture",
     "embedded_gguf", "fingerprint", "load_model", "read_config", "resolve_model_dir",
-    "describe_model", "gguf_for",
+    "describe_model", "gguf_for", "as_loaded",
 ]
 
 
@@ -31,22 +30,10 @@ def gguf_for(spec: str | None) -> Path:
                     f"--model, not '{spec}'")
 
 
-def _safetensors_params(model_dir: Path) -> int:
-    total = 0
-    for f in model_dir.glob("*.safetensors"):
-        with open(f, "rb") as fh:
-            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
-        for name, meta in header.items():
-            if name != "__metadata__":
-                n = 1
-                for d in meta["shape"]:
-                    n *= d
-                total += n
-    return total
-
-
 def describe_model(spec: str | None) -> dict:
     """Architecture facts of a model, read from its files without loading weights."""
+    from ..io import safetensors_params
+
     model_dir = resolve_model_dir(spec)
     cfg = read_config(model_dir)
     arch = check_architecture(model_dir)
@@ -59,6 +46,6 @@ def describe_model(spec: str | None) -> dict:
         "FFN width": ffn if not isinstance(ffn, list) else f"per layer {ffn}",
         "attention heads / KV heads": f"{cfg.get('num_attention_heads')} / {cfg.get('num_key_value_heads')}",
         "vocabulary": cfg.get("vocab_size"),
-        "parameters": f"{_safetensors_params(model_dir):,}",
+        "parameters": f"{safetensors_params(model_dir):,}",
         "fingerprint": fingerprint(model_dir),
     }

@@ -19,11 +19,11 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelNotFoundError, UserError
+from ..io import atomic_dir, atomic_file, sha256_file
 from ..progress import byte_progress, status
 from .adapters import adapter_for
 
@@ -62,20 +62,6 @@ DEFAULT_MODEL = "gemma-3-270m"
 CONVERSION_VERSION = 2
 
 
-def _atomic_dir(final: Path):
-    """A temporary sibling directory to fill and then `os.replace` onto `final`."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def embedded_gguf(name: str = DEFAULT_MODEL) -> Path:
     """The embedded model's GGUF, assembled from its chunk packages and verified."""
     em = EMBEDDED[name]
@@ -90,19 +76,17 @@ def embedded_gguf(name: str = DEFAULT_MODEL) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     chunks = [Path(p) for p in pkg.chunk_paths()]
     h = hashlib.sha256()
-    tmp = target.with_name(f".{target.name}.partial")
-    with open(tmp, "wb") as out, byte_progress(f"assembling {em.filename}", em.size) as advance:
-        for chunk in chunks:
-            with open(chunk, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    out.write(block)
-                    h.update(block)
-                    advance(len(block))
-    if tmp.stat().st_size != em.size or h.hexdigest() != em.sha256:
-        tmp.unlink()
-        raise UserError(f"the assembled {em.filename} does not match its sha256; "
-                        f"reinstall '{em.package.replace('_', '-')}'")
-    os.replace(tmp, target)
+    with atomic_file(target) as tmp:
+        with open(tmp, "wb") as out, byte_progress(f"assembling {em.filename}", em.size) as advance:
+            for chunk in chunks:
+                with open(chunk, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 22), b""):
+                        out.write(block)
+                        h.update(block)
+                        advance(len(block))
+        if tmp.stat().st_size != em.size or h.hexdigest() != em.sha256:
+            raise UserError(f"the assembled {em.filename} does not match its sha256; "
+                            f"reinstall '{em.package.replace('_', '-')}'")
     return target
 
 
@@ -120,8 +104,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, licence: Path | None = None) ->
 
     from .gguf_tokenizer import tokenizer_from_gguf
 
-    tmp = _atomic_dir(out_dir)
-    try:
+    with atomic_dir(out_dir) as tmp:
         with status(f"building the tokenizer from {gguf_path.name}"):
             tokenizer = tokenizer_from_gguf(gguf_path)
         with status(f"dequantizing {gguf_path.name} to fp32 (once; cached afterwards)"):
@@ -138,12 +121,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path, licence: Path | None = None) ->
         (tmp / "babel_edge_source.json").write_text(json.dumps(
             {"gguf": str(gguf_path), "gguf_sha256": sha256_file(gguf_path),
              "conversion_version": CONVERSION_VERSION}, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -247,7 +224,7 @@ def load_model(spec: str | None = None, dtype=None, device: str = "cpu") -> Load
     with status(f"loading {model_dir.name}"):
         if "ffn_widths" in read_config(model_dir):
             # a pruned directory (per-layer FFN widths): from_pretrained cannot build it
-            from ..prune_io import load_pruned
+            from ..prune.model_dir import load_pruned
             model = load_pruned(model_dir, dtype=dtype or torch.float32, device=device)
         else:
             model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype or torch.float32)
@@ -258,3 +235,10 @@ def load_model(spec: str | None = None, dtype=None, device: str = "cpu") -> Load
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **extra)
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec or DEFAULT_MODEL, path=model_dir,
                        arch=arch, family=adapter_for(arch).family, fingerprint=fingerprint(model_dir))
+
+
+def as_loaded(model) -> LoadedModel:
+    """`model` itself when it is a LoadedModel, else load_model(model) (a spec or a path)."""
+    if isinstance(model, LoadedModel):
+        return model
+    return load_model(None if model is None else str(model))

@@ -6,7 +6,6 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
-from ..state import supports_trim_vocab
 from ..widgets import EstimateView, FieldError, NavBar, esc
 from .base import WizardScreen
 
@@ -18,7 +17,7 @@ GRANULARITIES = {"neuron": "neuron: single FFN neurons", "expert": "expert: whol
 def parse_rate(text: str) -> tuple[float | None, str | None]:
     """(rate, None) or (None, what is wrong): a share in (0, 1); '50%' is accepted."""
     from ...errors import UserError
-    from ...prune_schedule import check_rate
+    from ...prune.options import check_rate
 
     t = text.strip()
     try:
@@ -56,11 +55,10 @@ class BudgetScreen(WizardScreen):
                     for k, text in GRANULARITIES.items():
                         yield RadioButton(text, value=st.granularity == k, name=k,
                                           id=f"granularity-{k}")
-            if supports_trim_vocab():
-                with Horizontal(classes="field"):
-                    yield Label("Vocabulary", classes="label")
-                    yield Checkbox("trim the vocabulary to the target languages",
-                                   value=st.trim_vocab, id="trim-vocab", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("Vocabulary", classes="label")
+                yield Checkbox("trim the vocabulary to the target languages",
+                               value=st.trim_vocab, id="trim-vocab", compact=True)
             yield EstimateView(id="estimate")
         yield NavBar()
         yield Footer()

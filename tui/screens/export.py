@@ -57,15 +57,10 @@ class ExportScreen(WizardScreen):
 
     @work(thread=True, exclusive=True, group="export-choices")
     def _choices(self) -> None:
-        # the exporters import torch: read their precision lists in a worker
-        try:
-            from ...exporters.gguf import QUANTS
-            from ...exporters.onnx import PRECISIONS
-        except Exception as e:  # noqa: BLE001 - the defaults stay; the build will say more
-            self.app.call_from_thread(self._set_choices, None,
-                                      f"cannot load the exporters ({type(e).__name__}: {e})")
-            return
-        self.app.call_from_thread(self._set_choices, {"gguf": QUANTS, "onnx": PRECISIONS})
+        # the precision table (babel_edge.precision) is what both exporters accept
+        from ...precision import names
+
+        self.app.call_from_thread(self._set_choices, {"gguf": names("gguf"), "onnx": names("onnx")})
 
     def _set_choices(self, choices: dict | None, error: str | None = None) -> None:
         if not self.is_mounted:                  # the user left this step meanwhile

@@ -1,0 +1,115 @@
+"""`babel-edge prune`: remove the FFN neurons (and tokens) the target languages do not use."""
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from .common import CORPUS_HELP, MODEL_HELP, out
+
+
+def add_prune_options(s, defaults=None) -> None:
+    """The options of a pruning run (PruneOptions), shared by `prune` and `build`."""
+    from ..prune.calibration import MASSIVE_RATIO  # noqa: F401 - imported for the help text below
+    from ..prune.options import GRANULARITIES, SCHEDULES, STRATEGIES, PruneOptions
+
+    d = defaults or PruneOptions()
+    s.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
+                   help="mass: mean |activation| on the targets x down-projection column norm "
+                        "(default); frequency: how often neurons/experts fire on the targets; "
+                        "magnitude: language-blind weight norms; random: seeded baseline")
+    s.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="adaptive: per-layer rates from how spread the targets' expert activations "
+                        "are in each layer (formula in pruning_plan.json); uniform: same rate everywhere")
+    s.add_argument("--granularity", choices=GRANULARITIES, default=d.granularity,
+                   help="keep single neurons (default) or whole experts of the profile's expert map")
+    s.add_argument("--compensate", action=argparse.BooleanOptionalAction, default=d.compensate,
+                   help="refit the kept down-projection columns by least squares on target-language "
+                        "calibration text (default on; --no-compensate for the ablation)")
+    s.add_argument("--calib-tokens", type=int, default=d.calib_tokens,
+                   help=f"calibration tokens (profile split of the targets, split equally; default "
+                        f"{d.calib_tokens}; cached)")
+    s.add_argument("--multiple-of", type=int, default=d.multiple_of,
+                   help=f"round every layer's width to a multiple of this (default {d.multiple_of}; "
+                        f"256 for K-quants)")
+    s.add_argument("--min-keep", type=float, default=d.min_keep,
+                   help=f"no layer keeps less than this share of its width (default {d.min_keep})")
+    s.add_argument("--alpha", type=float, default=d.alpha,
+                   help=f"strength of the adaptive schedule (0 = uniform; default {d.alpha:g})")
+    s.add_argument("--seed", type=int, default=d.seed, help="seed of the random strategy (default 0)")
+    s.add_argument("--trim-vocab", action="store_true", default=d.trim_vocab,
+                   help="also trim the vocabulary to the target languages: keep the tokens their "
+                        "text (profile split, plus --vocab-text) produces, the merge pieces that "
+                        "build them, all byte-fallback/byte, special and chat-template tokens; the "
+                        "embedding, the tokenizer, GGUF and ONNX exports all shrink")
+    s.add_argument("--vocab-text", action="append", metavar="FILE",
+                   help="UTF-8 text whose tokens --trim-vocab keeps too (repeatable)")
+
+
+def prune_options(args):
+    """PruneOptions from parsed arguments (validated)."""
+    from ..prune.options import PruneOptions, as_paths
+
+    return PruneOptions(strategy=args.strategy, schedule=args.schedule,
+                        granularity=args.granularity, compensate=args.compensate,
+                        multiple_of=args.multiple_of, min_keep=args.min_keep, alpha=args.alpha,
+                        seed=args.seed, calib_tokens=args.calib_tokens, trim_vocab=args.trim_vocab,
+                        vocab_text=as_paths(args.vocab_text)).validate()
+
+
+def register(sub) -> None:
+    from ..prune.calibration import MASSIVE_RATIO
+
+    s = sub.add_parser(
+        "prune", help="remove the FFN neurons the target languages do not use",
+        description="Prune a model's FFN neurons for a set of target languages and save a smaller "
+                    "Hugging Face-style model directory (per-layer widths, tokenizer, "
+                    "pruning_plan.json with the kept neuron ids and provenance). Gate/up rows and "
+                    "down columns are physically removed, so parameters and file size shrink. "
+                    f"Neurons with massive activations (mean |a| >= {MASSIVE_RATIO:g}x their "
+                    "layer's median) are kept by every strategy but random. Every option, the "
+                    "profile and the output path are checked before the model loads.")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--profile", help="profile file from 'babel-edge profile' of the same model "
+                                     "(needed by mass/frequency, the adaptive schedule and experts)")
+    s.add_argument("--langs", required=True, help="target languages, comma-separated (e.g. en,de,fr); "
+                                                  "each weighs equally")
+    s.add_argument("--rate", type=float, required=True,
+                   help="share of FFN parameters to remove over the whole model, in (0, 1)")
+    add_prune_options(s)
+    s.add_argument("--corpus", help=CORPUS_HELP + " (calibration and vocabulary text)")
+    s.add_argument("--out", required=True, help="output directory (replaced if it holds an earlier pruned model)")
+    s.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..corpus import parse_langs
+    from ..prune import prune
+
+    path, plan = prune(args.model, args.profile, parse_langs(args.langs), args.rate, args.out,
+                       corpus=args.corpus, options=prune_options(args))
+    print_plan(plan)
+    out.print(f"saved {path}  (load with babel_edge.load_pruned; score with "
+              f"'babel-edge eval --model {path}')")
+    return 0
+
+
+def print_plan(plan) -> None:
+    t = Table(title=f"pruned for {', '.join(plan.target_langs)} — {plan.strategy}, "
+                    f"{plan.schedule} schedule, {plan.granularity}s, compensation "
+                    f"{'on' if plan.compensation.get('on') else 'off'}")
+    for col in ("layer", "width", "removed", "protected (massive)"):
+        t.add_column(col, justify="right")
+    for layer in plan.layers:
+        t.add_row(str(layer.layer), f"{layer.width} / {layer.width_before}",
+                  f"{layer.rate:.0%}", str(len(layer.massive)))
+    out.print(t)
+    p = plan.params
+    out.print(f"FFN parameters {p['ffn_before']:,} -> {p['ffn_after']:,} "
+              f"(rate {plan.realized_rate:.3f}, asked {plan.rate}); all parameters "
+              f"{p['total_before']:,} -> {p['total_after']:,}")
+    if plan.vocab:
+        from ..vocab import format_section
+
+        for line in format_section(plan.vocab):
+            out.print(line, markup=False, highlight=False)

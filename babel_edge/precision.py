@@ -1,0 +1,96 @@
+"""Every precision babel-edge can export, in one table.
+
+    get("gguf", "q8") -> Precision(name="q8_0", ...)     (aliases resolved, UserError if unknown)
+    names("onnx")     -> ("fp32", "fp16", "int8", "int4")
+
+A row says what the exporters, the size estimate, the parity check and the front ends
+need to know about a precision: its file format, the average bits a weight takes in
+the file (block scales included), how llama.cpp's quantizer spells it, and the parity
+gate an export at that precision must pass against the PyTorch model it came from.
+Nothing else in babel-edge spells these facts out. This module imports nothing heavy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UserError
+
+FORMATS = ("gguf", "onnx")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Parity thresholds of an export against its PyTorch reference (exporters/parity.py)."""
+    max_abs_diff: float | None     # None: not meaningful at this precision (quantized weights)
+    argmax_agreement: float        # share of positions whose top-1 token agrees, at least
+    ppl_ratio: float               # exported / reference perplexity, at most (and >= 1/ratio)
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    format: str                    # "gguf" | "onnx"
+    bits_per_weight: float         # average stored bits per weight, block scales included
+    gate: Gate
+    description: str
+    llama_ftype: str | None = None  # llama_cpp.LLAMA_FTYPE_* for llama.cpp's quantizer
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def quantized(self) -> bool:
+        return self.gate.max_abs_diff is None
+
+
+# Gates: fp32 runtimes agree to ~1e-4 (onnxruntime) and ~3e-2 (llama.cpp, whose F16 KV
+# cache alone moves logits that much); quantized weights move logits by O(1) and are
+# judged by top-1 agreement and perplexity instead.
+_ROWS = [
+    Precision("f32", "gguf", 32.0, Gate(0.1, 0.98, 1.01), "32-bit floats (written by gguf-py)",
+              aliases=("fp32",)),
+    Precision("f16", "gguf", 16.0, Gate(1.0, 0.95, 1.02),
+              "16-bit floats; norms and out-of-range tensors stay F32", aliases=("fp16",)),
+    Precision("q8_0", "gguf", 8.5, Gate(None, 0.90, 1.05), "8-bit blocks of 32 (llama.cpp)",
+              "LLAMA_FTYPE_MOSTLY_Q8_0", aliases=("q8",)),
+    Precision("q4_k_m", "gguf", 4.9, Gate(None, 0.70, 1.35),
+              "4-bit K-quant, attn_v/ffn_down partly Q6_K (llama.cpp)",
+              "LLAMA_FTYPE_MOSTLY_Q4_K_M", aliases=("q4",)),
+    Precision("q4_0", "gguf", 4.5, Gate(None, 0.70, 1.35), "4-bit blocks of 32 (llama.cpp)",
+              "LLAMA_FTYPE_MOSTLY_Q4_0"),
+    Precision("fp32", "onnx", 32.0, Gate(1e-2, 0.99, 1.005), "32-bit floats"),
+    Precision("fp16", "onnx", 16.0, Gate(1.0, 0.95, 1.02), "16-bit floats, KV cache in fp16"),
+    Precision("int8", "onnx", 9.0, Gate(None, 0.80, 1.20),
+              "weight-only 8-bit blocks of 32 (MatMulNBits)"),
+    Precision("int4", "onnx", 6.0, Gate(None, 0.70, 1.35),
+              "weight-only 4-bit blocks of 16, V and FFN-down at 8 bits (MatMulNBits)"),
+]
+
+PRECISIONS: dict[tuple[str, str], Precision] = {(p.format, p.name): p for p in _ROWS}
+DEFAULT = {"gguf": "q8_0", "onnx": "fp32"}
+
+
+def names(fmt: str) -> tuple[str, ...]:
+    return tuple(p.name for p in PRECISIONS.values() if p.format == fmt)
+
+
+def get(fmt: str, name: str | None = None) -> Precision:
+    """The row for `name` (an alias, any case; None: the format's default) in `fmt`."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format '{fmt}'; choose {' or '.join(FORMATS)}")
+    key = (name or DEFAULT[fmt]).strip().lower()
+    for p in PRECISIONS.values():
+        if p.format == fmt and (key == p.name or key in p.aliases):
+            return p
+    raise UserError(f"unknown {fmt.upper()} precision '{name}'; choose one of {', '.join(names(fmt))}")
+
+
+def gate(name: str) -> Gate:
+    """The parity gate of a precision by its canonical name (names are unique across formats)."""
+    for p in PRECISIONS.values():
+        if p.name == name:
+            return p.gate
+    raise ValueError(f"no parity gate for precision '{name}'")
+
+
+def file_bytes(params: int, fmt: str, name: str) -> int:
+    """Rough file size of `params` weights at a precision (the size estimate's rule)."""
+    return int(params * get(fmt, name).bits_per_weight / 8)

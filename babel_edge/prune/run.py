@@ -1,0 +1,152 @@
+"""Prune end to end: load → calibrate → plan → cut (+ compensate) → trim vocabulary → save.
+
+    prune_loaded(lm, langs, rate, options, profile=..., texts_for=...)   # -> (model, PruningPlan)
+    prune(model_spec, profile_path, langs, rate, out_dir, options=...)   # what `babel-edge prune` does
+
+Compensation (calibration.compensate, on by default): after the kept neurons K are
+chosen, the kept down-projection columns are refit by least squares on calibration
+activations of the target languages, so each layer's FFN output is preserved as well
+as K allows. No inference cost.
+"""
+from __future__ import annotations
+
+import copy as _copy
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .. import __version__
+from ..errors import UserError
+from ..models.adapters import ffn_layers
+from ..provenance import now_utc
+from . import calibration as calib
+from .model_dir import check_out_dir, ffn_params, save_pruned, shrink_layer
+from .options import PruneOptions, check_rate
+from .plan import PruningPlan
+from .select import plan_pruning, target_stats
+
+COMPENSATION_FORMULA = ("W_K = W C[:, K] (C[K, K] + lam I)^-1, C = E[a a^T] over calibration "
+                        "tokens, lam = ridge * mean(diag C[K, K])")
+
+
+def apply_plan(model, plan: PruningPlan, calibration: calib.Calibration | None = None,
+               ridge: float = calib.RIDGE) -> None:
+    """Cut every layer to its kept neurons, in place; refit down columns when `calibration` is given."""
+    views = ffn_layers(model)
+    if [v.width for v in views] != plan.widths_before:
+        raise ValueError("the plan was made for a model with other FFN widths")
+    for v in views:
+        k = torch.tensor(plan.layers[v.index].kept, dtype=torch.long)
+        down = None
+        if calibration is not None:
+            down = calib.compensate(v.down.weight, calibration.second[v.index], k, ridge)
+        shrink_layer(model, v.index, k, down)
+
+
+def _provenance(lm, profile) -> dict:
+    from ..io import sha256_file
+
+    prof_path = getattr(profile, "path", None)
+    return {
+        "source_model": str(getattr(lm, "spec", "")), "source_path": str(getattr(lm, "path", "")),
+        "source_fingerprint": lm.fingerprint,
+        "profile": None if profile is None else {
+            "path": str(prof_path) if prof_path else None,
+            "sha256": sha256_file(prof_path) if prof_path and Path(prof_path).is_file() else None,
+            "fingerprint": profile.fingerprint, "experts": profile.header.get("experts", {}).get("digest")},
+        "babel_edge_version": __version__, "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__, "created": now_utc(),
+    }
+
+
+def prune_loaded(lm, langs: Sequence[str], rate: float, options: PruneOptions = PruneOptions(), *,
+                 profile=None, texts_for: Callable[[str], Sequence[str]] | None = None,
+                 calibration: calib.Calibration | None = None, widths: Sequence[int] | None = None,
+                 copy: bool = True):
+    """Prune a LoadedModel-like `lm` (model, tokenizer, fingerprint, ...) for `langs`.
+
+    texts_for(lang) gives the calibration text (never evaluation text). Returns
+    (model, PruningPlan); with copy=True the loaded model is left untouched.
+    The vocabulary is not trimmed here (see `prune`, which has the corpus).
+    """
+    langs = list(dict.fromkeys(langs))
+    if not langs:
+        raise UserError("no target languages; give --langs (e.g. --langs en,de,fr)")
+    check_rate(rate)
+    o = options.validate()
+    if profile is not None and profile.fingerprint != lm.fingerprint:
+        raise UserError(f"the profile was measured on another model (fingerprint "
+                        f"{profile.fingerprint}), not this one ({lm.fingerprint}); profile this "
+                        f"model with 'babel-edge profile'")
+    stats = target_stats(profile, langs) if profile is not None else None
+    need_cal = o.compensate or o.strategy != "random"
+    if calibration is None and need_cal and texts_for is not None:
+        calibration = calib.calibrate(lm.model, lm.tokenizer, lm.fingerprint, texts_for, langs,
+                                      o.calib_tokens)
+    if o.compensate and calibration is None:
+        raise UserError("compensation needs calibration text of the target languages; give a "
+                        "corpus or use --no-compensate")
+    plan = plan_pruning(lm.model, langs, rate, o, stats=stats, calibration=calibration, widths=widths)
+    model = _copy.deepcopy(lm.model) if copy else lm.model
+    total_before, ffn_before = sum(p.numel() for p in model.parameters()), ffn_params(model)
+    apply_plan(model, plan, calibration if o.compensate else None, o.ridge)
+    plan.compensation = ({"on": True, "ridge": o.ridge, "formula": COMPENSATION_FORMULA}
+                         if o.compensate else {"on": False})
+    plan.calibration = None if calibration is None else {
+        **calibration.meta(), "split": "profile", "note": "first paragraphs of each target "
+        "language's profile split, equal tokens per language, BOS positions included"}
+    plan.params = {"ffn_before": ffn_before, "ffn_after": ffn_params(model),
+                   "total_before": total_before,
+                   "total_after": sum(p.numel() for p in model.parameters())}
+    plan.provenance = _provenance(lm, profile)
+    return model, plan
+
+
+def prune(model: str | None, profile: str | Path | None, langs: Sequence[str], rate: float,
+          out: str | Path, *, corpus: str | None = None,
+          options: PruneOptions = PruneOptions(), other_langs: Sequence[str] | None = None
+          ) -> tuple[Path, PruningPlan]:
+    """Load, prune, save: what `babel-edge prune` does. Returns (directory, plan).
+
+    Everything cheap is checked before the model loads: the options, the rate, the output
+    path, the profile file and its languages, the corpus and the --vocab-text files.
+    With options.trim_vocab the vocabulary is trimmed to the target languages too
+    (babel_edge.vocab); the plan gets a "vocab" section."""
+    from ..corpus import load_corpus, load_user_corpus
+    from ..evaluate import DEFAULT_OTHER_LANGS
+    from ..models import load_model
+    from ..profile import load_profile
+    from ..vocab import read_user_text, trim_loaded
+
+    check_rate(rate)
+    o = options.validate()
+    if o.needs_profile and not profile:
+        raise UserError(f"--profile is needed for --strategy {o.strategy}, --schedule "
+                        f"{o.schedule} and --granularity {o.granularity}; create one with "
+                        f"'babel-edge profile' (or use --strategy magnitude|random --schedule uniform)")
+    out = Path(out).expanduser()
+    check_out_dir(out)
+    user_text = read_user_text(o.vocab_text)          # bad files fail before the model loads
+    prof = load_profile(profile) if profile else None
+    corp = load_user_corpus(corpus, langs) if corpus else load_corpus()
+    for code in langs:
+        if prof is not None:
+            prof.lang_index(code)
+        corp.texts(code, "profile")                   # a language the corpus lacks fails here
+    lm = load_model(model)
+    if prof is not None and prof.fingerprint != lm.fingerprint:
+        load_profile(profile, model_fingerprint=lm.fingerprint)    # raises the clear message
+    pruned, plan = prune_loaded(lm, langs, rate, o, profile=prof,
+                                texts_for=lambda l: corp.texts(l, "profile"), copy=False)
+    trimmed = None
+    if o.trim_vocab:
+        others = DEFAULT_OTHER_LANGS if other_langs is None else other_langs
+        trimmed = trim_loaded(pruned, lm.tokenizer, langs, lambda l: corp.texts(l, "profile"),
+                              user_texts=user_text, model_dir=lm.path,
+                              eval_for=lambda l: corp.texts(l, "eval"),
+                              other_langs=[l for l in others if l in corp])
+        plan.vocab = trimmed.section
+        plan.params["total_after"] = sum(p.numel() for p in pruned.parameters())
+    path = save_pruned(pruned, out, plan, source_dir=lm.path, tokenizer=lm.tokenizer, vocab=trimmed)
+    return path, plan
