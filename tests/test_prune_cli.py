@@ -60,9 +60,13 @@ def test_prune_then_eval(tiny_dirs, profile_file, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "eval.json").read_text())
     assert rep["target_langs"] == ["en", "de"]
-    assert [(r["lang"], r["target"]) for r in rep["results"]] == [("en", True), ("de", True), ("ru", False)]
+    ev = [r for r in rep["results"] if r["text"] == "eval"]
+    assert [(r["lang"], r["target"]) for r in ev] == [("en", True), ("de", True), ("ru", False)]
+    assert rep["texts"][0] == "unseen" and rep["unseen_domain"]       # the unseen domain first
+    unseen = [r for r in rep["results"] if r["text"] == "unseen"]
+    assert {r["lang"] for r in unseen} >= {"en", "de"}
     assert rep["params"]["ffn"] == plan["params"]["ffn_after"]
-    assert rep["file_bytes"] > 0 and rep["summary"]["other_ppl_gmean"] > 1
+    assert rep["file_bytes"] > 0 and rep["summary"]["eval"]["other_ppl_gmean"] > 1
     assert rep["pruning"]["compensate"] is True
 
 
@@ -70,7 +74,7 @@ def test_prune_then_eval(tiny_dirs, profile_file, tmp_path, capsys):
     (["--rate", "1.5"], "between 0 and 1"),
     (["--rate", "0"], "between 0 and 1"),
     (["--langs", "en,zh"], "not in this profile"),
-    (["--langs", "en,ger"], "did you mean 'de'"),
+    (["--langs", "en,germn"], "did you mean 'de'"),          # 'ger' is German's ISO 639-2 code
     (["--rate", "0.99"], "below the floor"),                  # a width would reach zero
     (["--multiple-of", "48"], "multiple of 48"),
 ])

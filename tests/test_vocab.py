@@ -57,7 +57,7 @@ def trimmed(request, corpus, tmp_path_factory):
     model = copy.deepcopy(lm.model)
     tv = vocab.trim_loaded(model, lm.tokenizer, LANGS, lambda l: corpus.texts(l, "profile")[:N_PARAS],
                            model_dir=lm.path, eval_for=lambda l: corpus.texts(l, "eval")[:100],
-                           other_langs=["ru", "zh", "ar"])
+                           other_langs=["ru", "zh", "ar"], evidence="text")
     out = save_pruned(model, d.parent / f"{d.name}-trimmed", trim_plan(model, LANGS, tv.section),
                       source_dir=lm.path, vocab=tv)
     return request.param, lm, model, tv, out
@@ -79,6 +79,66 @@ def _random_strings(n=40, seed=0):
         lo, hi = rng.choice(pools)
         out.append("".join(chr(rng.randint(lo, hi)) for _ in range(rng.randint(1, 30))))
     return out
+
+
+# ------------------------------------------------------------------ language evidence
+
+@pytest.fixture(scope="module")
+def spm_model(tmp_path_factory, corpus):
+    """A tiny Gemma 3 with a 2k SentencePiece-BPE vocabulary trained on corpus text."""
+    d = tmp_path_factory.mktemp("tiny-spm-2k")
+    texts = [t for l in ("en", "de", "fr", "ru") for t in corpus.texts(l, "profile")[:400]]
+    build_tiny_model("gemma3_text", d, seed=0, tokenizer="spm", texts=texts, vocab_size=2048)
+    return load_model(str(d))
+
+
+def test_language_evidence_respects_the_size_and_is_deterministic(spm_model, corpus):
+    from babel_edge.vocab.choose import choose_kept, config_token_ids
+    from babel_edge.vocab.evidence import gather
+
+    lm = spm_model
+    src = vocab.source_vocab(lm.tokenizer, lm.path)
+    fit = {l: corpus.texts(l, "profile")[:200] for l in LANGS}
+    ev = gather(lm.tokenizer, LANGS, fit.__getitem__, words_top=3000)
+    assert all("wordfreq" in " ".join(v) for v in ev.sources.values())
+    texts = [t for l in LANGS for t in fit[l]]
+    a = choose_kept(lm.tokenizer, src, texts, config_token_ids(lm.model), evidence=ev, size=900,
+                    scripts=["Latn"], symbols=True)
+    b = choose_kept(lm.tokenizer, src, texts, config_token_ids(lm.model),
+                    evidence=gather(lm.tokenizer, LANGS, fit.__getitem__, words_top=3000), size=900,
+                    scripts=["Latn"], symbols=True)
+    assert a == b                                               # deterministic
+    kept, counts, det = a
+    assert len(kept) <= 900 and len(kept) > 850                 # filled up to the size
+    assert counts["text"] + counts["words"] > 0 and counts["symbols"] > 0 and counts["script"] > 0
+    bigger = choose_kept(lm.tokenizer, src, texts, config_token_ids(lm.model), evidence=ev,
+                         size=1400, scripts=["Latn"], symbols=True)
+    assert set(kept) <= set(bigger[0])                          # a larger size keeps a superset
+    assert bigger[2]["evidence_coverage"] > det["evidence_coverage"]
+    # every Latin letter survives as a single-character token, whatever the text saw
+    surf = {lm.tokenizer.convert_ids_to_tokens(i) for i in kept}
+    for ch in "aäàçéßœ":
+        if ch in lm.tokenizer.get_vocab():
+            assert ch in surf, ch
+
+
+def test_trimmed_vocabulary_round_trips_text_it_never_saw(spm_model, corpus):
+    """Eval-split text (never read by the choice) round-trips and inflates little; the plan's
+    section says which evidence and size were used."""
+    lm = spm_model
+    model = copy.deepcopy(lm.model)
+    tv = vocab.trim_loaded(model, lm.tokenizer, LANGS, lambda l: corpus.texts(l, "profile")[:200],
+                           model_dir=lm.path, eval_for=lambda l: corpus.texts(l, "eval")[:80],
+                           size=1200, scripts=["Latn"], words_top=3000)
+    s = tv.section
+    assert s["kept"] <= 1200 and s["chosen_from"]["evidence"] == "language"
+    assert s["chosen_from"]["size"] == 1200 and s["evidence_coverage"] > 0.9
+    for lang in LANGS:
+        r = s["eval"][lang]
+        assert r["roundtrip_failures"] == 0 and r["tokens_ratio"] < 1.15
+    for text in corpus.texts("fr", "eval")[:30]:
+        ids = tv.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tv.tokenizer.decode(ids) == text
 
 
 # ------------------------------------------------------------------ the tokenizer
@@ -327,7 +387,7 @@ def test_embedded_trim_for_en_de_fr(corpus, tmp_path):
     torch.set_num_threads(2)
     tv = vocab.trim_loaded(lm.model, lm.tokenizer, langs, lambda l: corpus.texts(l, "profile"),
                            model_dir=lm.path, eval_for=lambda l: corpus.texts(l, "eval"),
-                           other_langs=["ru", "zh", "ar"])
+                           other_langs=["ru", "zh", "ar"], evidence="text")
     s = tv.section
     assert s["tokenizer_kind"] == vocab.SPM and s["vocab_before"] == 262_144
     assert 10_000 < s["kept"] < 40_000

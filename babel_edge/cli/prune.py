@@ -5,12 +5,12 @@ import argparse
 
 from rich.table import Table
 
-from .common import CORPUS_HELP, MODEL_HELP, out
+from .common import CORPUS_HELP, MODEL_HELP, add_nproc, out
+from .heal import HealBars, add_heal_options, heal_options
 
 
 def add_prune_options(s, defaults=None) -> None:
     """The options of a pruning run (PruneOptions), shared by `prune` and `build`."""
-    from ..prune.calibration import MASSIVE_RATIO  # noqa: F401 - imported for the help text below
     from ..prune.options import GRANULARITIES, SCHEDULES, STRATEGIES, PruneOptions
 
     d = defaults or PruneOptions()
@@ -44,6 +44,17 @@ def add_prune_options(s, defaults=None) -> None:
                         "embedding, the tokenizer, GGUF and ONNX exports all shrink")
     s.add_argument("--vocab-text", action="append", metavar="FILE",
                    help="UTF-8 text whose tokens --trim-vocab keeps too (repeatable)")
+    s.add_argument("--vocab-size", type=int, metavar="N", default=d.vocab_size,
+                   help="keep N tokens in all: the ones the target languages need most "
+                        "(default: every token with evidence)")
+    s.add_argument("--vocab-evidence", choices=("language", "text"), default=d.vocab_evidence,
+                   help="language (default): rank tokens by wordfreq word frequencies and the "
+                        "fitting text, and keep every letter-free token and every character of the "
+                        "target scripts; text: only the tokens of the fitting text")
+    s.add_argument("--heal", action="store_true", default=d.heal is not None,
+                   help="heal the cut model against the dense one before trimming (block "
+                        "reconstruction of every kept FFN; see 'babel-edge heal --help')")
+    add_heal_options(s, d.heal)
 
 
 def prune_options(args):
@@ -54,11 +65,14 @@ def prune_options(args):
                         granularity=args.granularity, compensate=args.compensate,
                         multiple_of=args.multiple_of, min_keep=args.min_keep, alpha=args.alpha,
                         seed=args.seed, calib_tokens=args.calib_tokens, trim_vocab=args.trim_vocab,
-                        vocab_text=as_paths(args.vocab_text)).validate()
+                        vocab_text=as_paths(args.vocab_text), vocab_size=args.vocab_size,
+                        vocab_evidence=args.vocab_evidence,
+                        heal=heal_options(args) if args.heal else None,
+                        heal_text=as_paths(args.heal_text)).validate()
 
 
 def register(sub) -> None:
-    from ..prune.calibration import MASSIVE_RATIO
+    from ..prune.options import MASSIVE_RATIO
 
     s = sub.add_parser(
         "prune", help="remove the FFN neurons the target languages do not use",
@@ -79,6 +93,7 @@ def register(sub) -> None:
     add_prune_options(s)
     s.add_argument("--corpus", help=CORPUS_HELP + " (calibration and vocabulary text)")
     s.add_argument("--out", required=True, help="output directory (replaced if it holds an earlier pruned model)")
+    add_nproc(s)
     s.set_defaults(func=run)
 
 
@@ -86,8 +101,16 @@ def run(args) -> int:
     from ..corpus import parse_langs
     from ..prune import prune
 
-    path, plan = prune(args.model, args.profile, parse_langs(args.langs), args.rate, args.out,
-                       corpus=args.corpus, options=prune_options(args))
+    bars = HealBars()
+    try:
+        path, plan = prune(args.model, args.profile, parse_langs(args.langs), args.rate, args.out,
+                           corpus=args.corpus, options=prune_options(args), heal_progress=bars)
+    finally:
+        bars.close()
+    from .. import distributed as dd
+
+    if not dd.is_main():
+        return 0
     print_plan(plan)
     out.print(f"saved {path}  (load with babel_edge.load_pruned; score with "
               f"'babel-edge eval --model {path}')")
@@ -108,6 +131,11 @@ def print_plan(plan) -> None:
     out.print(f"FFN parameters {p['ffn_before']:,} -> {p['ffn_after']:,} "
               f"(rate {plan.realized_rate:.3f}, asked {plan.rate}); all parameters "
               f"{p['total_before']:,} -> {p['total_after']:,}")
+    if plan.healing:
+        from ..heal.run import summary_lines
+
+        for line in summary_lines(plan.healing):
+            out.print(line, markup=False, highlight=False)
     if plan.vocab:
         from ..vocab import format_section
 

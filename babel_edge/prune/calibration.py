@@ -27,16 +27,8 @@ from typing import Callable, Sequence
 import torch
 
 from ..progress import count_progress
-from .options import RIDGE  # noqa: F401 - the compensation's default ridge
+from .options import MASSIVE_RATIO, RIDGE  # noqa: F401 - re-exported
 
-# A neuron is "massive" when its mean |activation| on the target languages is at least
-# MASSIVE_RATIO times the median neuron's of the same layer. Measured on Gemma 3 270M
-# (four sentences, 4 languages): zeroing the 49 neurons over 18 layers above 20x took
-# perplexity from 18.9 to 46,000 (the 30 above 30x: 2,400), while zeroing 49 random
-# neurons gave 19.3 and no single one of them mattered alone (<= 25). They act like
-# per-layer biases: active on every token, with a large magnitude. They are a
-# collective failure point, so every strategy but `random` keeps all of them.
-MASSIVE_RATIO = 20.0
 
 @dataclass
 class Calibration:
@@ -84,7 +76,11 @@ def _key(fingerprint: str, langs: Sequence[str], seqs: Sequence[Sequence[int]]) 
 @torch.inference_mode()
 def collect(model, seqs: Sequence[Sequence[int]], pad_id: int = 0, batch_size: int = 8,
             langs: Sequence[str] = (), key: str = "") -> Calibration:
-    """Run the model over `seqs` and accumulate the neuron statistics of every FFN layer."""
+    """Run the model over `seqs` and accumulate the neuron statistics of every FFN layer.
+    Under torchrun each rank runs its share of the batches (batch i to rank i mod world: the
+    same batches one process makes) and the sums (fp64), maxima and token counts are combined
+    across ranks, so every rank ends with the statistics of one process."""
+    from .. import distributed as dd
     from ..models.adapters import ffn_layers
 
     views = ffn_layers(model)
@@ -108,7 +104,9 @@ def collect(model, seqs: Sequence[Sequence[int]], pad_id: int = 0, batch_size: i
     try:
         with count_progress("calibrating (target languages, profile split)", total,
                             unit="tokens") as advance:
-            for b0 in range(0, len(order), batch_size):
+            for bi, b0 in enumerate(range(0, len(order), batch_size)):
+                if bi % dd.world() != dd.rank():
+                    continue
                 batch = [seqs[i] for i in order[b0:b0 + batch_size]]
                 L = max(len(s) for s in batch)
                 ids = torch.full((len(batch), L), pad_id, dtype=torch.long)
@@ -120,11 +118,13 @@ def collect(model, seqs: Sequence[Sequence[int]], pad_id: int = 0, batch_size: i
                 model.get_decoder()(input_ids=ids, attention_mask=mask.long())
                 k = int(mask.sum())
                 n += k
-                advance(k)
+                advance(k * dd.world())
     finally:
         for h in handles:
             h.remove()
-    n = max(n, 1)
+    dd.all_reduce_(acc + s_abs)
+    dd.all_reduce_(m_abs, op="max")
+    n = max(dd.all_reduce_int(n), 1)
     return Calibration(list(langs), n, key, [(c / n).float() for c in acc],
                        [(s / n).float() for s in s_abs], m_abs)
 
@@ -180,8 +180,11 @@ def calibrate(model, tokenizer, fingerprint: str, texts_for: Callable[[str], Seq
             return load(path)
         except CORRUPT_CACHE_ERRORS:           # a damaged cache entry is recomputed, not trusted
             path.unlink(missing_ok=True)
+    from .. import distributed as dd
+
     cal = collect(model, seqs, pad_id=tokenizer.pad_token_id or 0, langs=langs, key=key)
-    save(cal, path)
+    if dd.is_main():
+        save(cal, path)
     return cal
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import UserError
 
+if TYPE_CHECKING:
+    from ..heal.options import HealOptions
+
 STRATEGIES = ("mass", "frequency", "magnitude", "random")
 LANGUAGE_STRATEGIES = ("mass", "frequency")      # read the target languages' profile
-SCHEDULES = ("adaptive", "uniform")
+SCHEDULES = ("adaptive", "uniform", "search")
 GRANULARITIES = ("neuron", "expert")
+VOCAB_EVIDENCE = ("language", "text")
 
 # Ridge of the compensation solve, relative to the mean diagonal of C[K, K]
 # (the mean squared activation of the kept neurons). Small enough not to bias
@@ -24,11 +28,19 @@ GRANULARITIES = ("neuron", "expert")
 # ever fire (their C rows are ~0).
 RIDGE = 1e-3
 
+# A neuron is "massive" when its mean |activation| on the target languages is at least
+# MASSIVE_RATIO times the median neuron's of the same layer. They act like per-layer
+# biases: active on every token, with a large magnitude, and a collective failure point:
+# on Gemma 3 270M zeroing them all multiplies perplexity by orders of magnitude, zeroing as
+# many random neurons barely moves it (bench/bench_massive.py ->
+# bench/results/massive_gemma3_270m.md). Every strategy but `random` keeps them.
+MASSIVE_RATIO = 20.0
+
 
 @dataclass(frozen=True)
 class PruneOptions:
     strategy: str = "mass"             # how neurons of a layer are ranked (select.py)
-    schedule: str = "adaptive"         # how wide each layer stays (schedule.py)
+    schedule: str = "adaptive"         # how wide each layer stays (schedule.py; search.py)
     granularity: str = "neuron"        # neuron | expert (whole experts of the profile)
     compensate: bool = True            # least-squares refit of the kept down columns
     multiple_of: int = 32              # widths are multiples of this
@@ -39,6 +51,10 @@ class PruneOptions:
     ridge: float = RIDGE
     trim_vocab: bool = False           # also trim the vocabulary (babel_edge.vocab)
     vocab_text: tuple[str, ...] = field(default_factory=tuple)   # user text files for trimming
+    vocab_size: int | None = None      # kept tokens in all (None: every token with evidence)
+    vocab_evidence: str = "language"   # language (wordfreq + text, ranked) | text (fitting text only)
+    heal: "HealOptions | None" = None  # heal after cutting, before trimming (babel_edge.heal)
+    heal_text: tuple[str, ...] = field(default_factory=tuple)    # user text files for healing
 
     @property
     def needs_profile(self) -> bool:
@@ -68,13 +84,29 @@ class PruneOptions:
             raise UserError(f"the compensation ridge must be positive, not {self.ridge}")
         if self.vocab_text and not self.trim_vocab:
             raise UserError("--vocab-text chooses the tokens --trim-vocab keeps; add --trim-vocab")
+        if self.vocab_size is not None and not self.trim_vocab:
+            raise UserError("--vocab-size is the size of the trimmed vocabulary; add --trim-vocab")
+        if self.vocab_size is not None and self.vocab_size < 1:
+            raise UserError(f"--vocab-size must be positive, not {self.vocab_size}")
+        if self.vocab_evidence not in VOCAB_EVIDENCE:
+            raise UserError(f"unknown --vocab-evidence '{self.vocab_evidence}'; use "
+                            f"{' or '.join(VOCAB_EVIDENCE)}")
+        if self.vocab_size is not None and self.vocab_evidence != "language":
+            raise UserError("--vocab-size ranks tokens by language evidence; use --vocab-evidence language")
+        if self.heal_text and self.heal is None:
+            raise UserError("--heal-text is training text for --heal; add --heal")
+        if self.heal is not None:
+            self.heal.validate()
         return self
 
 
-def check_rate(rate: float) -> None:
-    if not (0.0 < rate < 1.0) or math.isnan(rate):
+def check_rate(rate: float, allow_zero: bool = False) -> None:
+    """A share of FFN parameters to remove: in (0, 1), or 0 (no FFN pruning) where the run does
+    something else (vocabulary trimming)."""
+    if math.isnan(rate) or not (0.0 < rate < 1.0 or (allow_zero and rate == 0.0)):
         raise UserError(f"--rate is the share of FFN parameters to remove and must lie strictly "
-                        f"between 0 and 1, not {rate}")
+                        f"between 0 and 1{' (or be 0 with --trim-vocab)' if allow_zero else ''}, "
+                        f"not {rate}")
 
 
 def as_paths(paths: Sequence[str | Path] | str | Path | None) -> tuple[str, ...]:

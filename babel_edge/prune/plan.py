@@ -47,7 +47,7 @@ class LayerPlan:
 _KNOWN = ("format", "format_version", "target_langs", "rate", "realized_rate", "strategy",
           "schedule", "granularity", "multiple_of", "min_keep", "alpha", "seed",
           "schedule_formula", "budget_neurons", "massive_rule", "layers", "compensation",
-          "calibration", "params", "provenance", "vocab", "healing")
+          "calibration", "params", "provenance", "vocab", "healing", "search")
 
 
 @dataclass
@@ -70,6 +70,7 @@ class PruningPlan:
     provenance: dict = field(default_factory=dict)
     vocab: dict | None = None          # babel_edge.vocab's section when the vocabulary was trimmed
     healing: dict | None = None        # what healing did (babel_edge.heal), when it ran
+    search: dict | None = None         # the width search (search.py), for the `search` schedule
     extra: dict = field(default_factory=dict)    # keys a newer babel-edge wrote, kept as they are
 
     @classmethod
@@ -129,6 +130,8 @@ class PruningPlan:
             d["vocab"] = self.vocab
         if self.healing is not None:
             d["healing"] = self.healing
+        if self.search is not None:
+            d["search"] = self.search
         d.update(self.extra)
         return d
 
@@ -156,7 +159,7 @@ class PruningPlan:
                        compensation=d.get("compensation") or {"on": False},
                        calibration=d.get("calibration"), params=d.get("params") or {},
                        provenance=d.get("provenance") or {}, vocab=d.get("vocab"),
-                       healing=d.get("healing"),
+                       healing=d.get("healing"), search=d.get("search"),
                        extra={k: v for k, v in d.items() if k not in _KNOWN})
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"the pruning plan is damaged ({type(e).__name__}: {e}); prune again") from None

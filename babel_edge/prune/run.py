@@ -63,7 +63,7 @@ def _provenance(lm, profile) -> dict:
 def prune_loaded(lm, langs: Sequence[str], rate: float, options: PruneOptions = PruneOptions(), *,
                  profile=None, texts_for: Callable[[str], Sequence[str]] | None = None,
                  calibration: calib.Calibration | None = None, widths: Sequence[int] | None = None,
-                 copy: bool = True):
+                 copy: bool = True, search_progress=None):
     """Prune a LoadedModel-like `lm` (model, tokenizer, fingerprint, ...) for `langs`.
 
     texts_for(lang) gives the calibration text (never evaluation text). Returns
@@ -73,21 +73,38 @@ def prune_loaded(lm, langs: Sequence[str], rate: float, options: PruneOptions = 
     langs = list(dict.fromkeys(langs))
     if not langs:
         raise UserError("no target languages; give --langs (e.g. --langs en,de,fr)")
-    check_rate(rate)
+    check_rate(rate, allow_zero=True)
     o = options.validate()
+    if rate == 0:                        # no FFN pruning: the record of an unpruned model
+        model = _copy.deepcopy(lm.model) if copy else lm.model
+        plan = PruningPlan.unpruned([v.width for v in ffn_layers(model)], langs)
+        n = sum(p.numel() for p in model.parameters())
+        plan.params = {"ffn_before": ffn_params(model), "ffn_after": ffn_params(model),
+                       "total_before": n, "total_after": n}
+        plan.provenance = _provenance(lm, profile)
+        return model, plan
     if profile is not None and profile.fingerprint != lm.fingerprint:
         raise UserError(f"the profile was measured on another model (fingerprint "
                         f"{profile.fingerprint}), not this one ({lm.fingerprint}); profile this "
                         f"model with 'babel-edge profile'")
     stats = target_stats(profile, langs) if profile is not None else None
-    need_cal = o.compensate or o.strategy != "random"
+    need_cal = o.compensate or o.strategy != "random" or o.schedule == "search"
     if calibration is None and need_cal and texts_for is not None:
         calibration = calib.calibrate(lm.model, lm.tokenizer, lm.fingerprint, texts_for, langs,
                                       o.calib_tokens)
     if o.compensate and calibration is None:
         raise UserError("compensation needs calibration text of the target languages; give a "
                         "corpus or use --no-compensate")
+    searched = None
+    if widths is None and o.schedule == "search":
+        from .search import SEARCH_FORMULA, search_widths
+
+        searched = search_widths(lm, langs, rate, o, stats=stats, calibration=calibration,
+                                 texts_for=texts_for, progress=search_progress)
+        widths = searched.widths
     plan = plan_pruning(lm.model, langs, rate, o, stats=stats, calibration=calibration, widths=widths)
+    if searched is not None:
+        plan.search, plan.schedule_formula = searched.to_dict(), SEARCH_FORMULA
     model = _copy.deepcopy(lm.model) if copy else lm.model
     total_before, ffn_before = sum(p.numel() for p in model.parameters()), ffn_params(model)
     apply_plan(model, plan, calibration if o.compensate else None, o.ridge)
@@ -103,25 +120,49 @@ def prune_loaded(lm, langs: Sequence[str], rate: float, options: PruneOptions = 
     return model, plan
 
 
+def fitting_texts(corpus, langs: Sequence[str]) -> Callable[[str], list[str]]:
+    """The text a run may fit on for a language: its profile split — of every domain but the one
+    held out as unseen for these languages, when the corpus has domains."""
+    unseen = corpus.unseen_domain(langs) if hasattr(corpus, "unseen_domain") else None
+    if unseen:
+        return lambda l: corpus.texts(l, "profile", exclude=(unseen,))
+    return lambda l: corpus.texts(l, "profile")
+
+
+def target_scripts(langs: Sequence[str]) -> list[str]:
+    """The Unicode scripts (ISO 15924) the target languages are written in ("ja" -> Hani,
+    Hira, Kana). A language outside the table contributes none: its text decides alone."""
+    from ..corpus import get_language
+
+    out: list[str] = []
+    for l in langs:
+        try:
+            out.extend(get_language(l).unicode_scripts)
+        except (KeyError, ValueError, LookupError):
+            continue
+    return list(dict.fromkeys(s for s in out if s))
+
+
 def prune(model: str | None, profile: str | Path | None, langs: Sequence[str], rate: float,
           out: str | Path, *, corpus: str | None = None,
-          options: PruneOptions = PruneOptions(), other_langs: Sequence[str] | None = None
-          ) -> tuple[Path, PruningPlan]:
+          options: PruneOptions = PruneOptions(), other_langs: Sequence[str] | None = None,
+          heal_progress=None) -> tuple[Path, PruningPlan]:
     """Load, prune, save: what `babel-edge prune` does. Returns (directory, plan).
 
     Everything cheap is checked before the model loads: the options, the rate, the output
     path, the profile file and its languages, the corpus and the --vocab-text files.
-    With options.trim_vocab the vocabulary is trimmed to the target languages too
-    (babel_edge.vocab); the plan gets a "vocab" section."""
+    With options.heal the cut model is healed against the dense one (babel_edge.heal;
+    heal_progress gets its progress); with options.trim_vocab the vocabulary is then trimmed
+    to the target languages (babel_edge.vocab); the plan records both."""
     from ..corpus import load_corpus, load_user_corpus
     from ..evaluate import DEFAULT_OTHER_LANGS
     from ..models import load_model
     from ..profile import load_profile
     from ..vocab import read_user_text, trim_loaded
 
-    check_rate(rate)
     o = options.validate()
-    if o.needs_profile and not profile:
+    check_rate(rate, allow_zero=o.trim_vocab)
+    if o.needs_profile and not profile and rate > 0:
         raise UserError(f"--profile is needed for --strategy {o.strategy}, --schedule "
                         f"{o.schedule} and --granularity {o.granularity}; create one with "
                         f"'babel-edge profile' (or use --strategy magnitude|random --schedule uniform)")
@@ -130,22 +171,40 @@ def prune(model: str | None, profile: str | Path | None, langs: Sequence[str], r
     user_text = read_user_text(o.vocab_text)          # bad files fail before the model loads
     prof = load_profile(profile) if profile else None
     corp = load_user_corpus(corpus, langs) if corpus else load_corpus()
+    from ..corpus import parse_langs
+
+    langs = parse_langs(langs, corp)                  # the corpus's own tags (zh -> zh-Hans)
     for code in langs:
         if prof is not None:
             prof.lang_index(code)
-        corp.texts(code, "profile")                   # a language the corpus lacks fails here
+        fitting_texts(corp, langs)(code)              # a language the corpus lacks fails here
+    heal_text = read_user_text(o.heal_text)
     lm = load_model(model)
     if prof is not None and prof.fingerprint != lm.fingerprint:
         load_profile(profile, model_fingerprint=lm.fingerprint)    # raises the clear message
-    pruned, plan = prune_loaded(lm, langs, rate, o, profile=prof,
-                                texts_for=lambda l: corp.texts(l, "profile"), copy=False)
+    from .. import distributed as dd
+
+    fit = fitting_texts(corp, langs)
+    pruned, plan = prune_loaded(lm, langs, rate, o, profile=prof, texts_for=fit,
+                                copy=o.heal is not None)   # calibration runs on every process
+    if o.heal is not None:               # before trimming: the dense model reads the same ids
+        from ..heal.data import training_text
+        from ..heal.run import heal_loaded
+
+        text = training_text(langs, fit, lm.tokenizer, o.heal.seq_len,
+                             o.heal.tokens, heal_text)
+        plan.healing = heal_loaded(lm.model, pruned, text, o.heal, progress=heal_progress)
+    if not dd.is_main():                 # under torchrun: rank 0 trims and writes
+        return out, plan
     trimmed = None
     if o.trim_vocab:
         others = DEFAULT_OTHER_LANGS if other_langs is None else other_langs
-        trimmed = trim_loaded(pruned, lm.tokenizer, langs, lambda l: corp.texts(l, "profile"),
+        trimmed = trim_loaded(pruned, lm.tokenizer, langs, fit,
                               user_texts=user_text, model_dir=lm.path,
                               eval_for=lambda l: corp.texts(l, "eval"),
-                              other_langs=[l for l in others if l in corp])
+                              other_langs=[l for l in others if l in corp],
+                              size=o.vocab_size, evidence=o.vocab_evidence,
+                              scripts=target_scripts(langs))
         plan.vocab = trimmed.section
         plan.params["total_after"] = sum(p.numel() for p in pruned.parameters())
     path = save_pruned(pruned, out, plan, source_dir=lm.path, tokenizer=lm.tokenizer, vocab=trimmed)

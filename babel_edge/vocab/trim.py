@@ -22,6 +22,30 @@ PARITY_TOKENS = 64
 PARITY_MAX_ABS = 1e-3              # same hidden states, fewer rows of the head: ~exact
 
 
+RULES = {
+    "text": "tokens the original tokenizer produces on the text + the parts and results of "
+            "the merges that build them (BPE replayed on each token's text) + single-character "
+            "tokens inside kept tokens (SentencePiece) + all byte tokens + all added/special "
+            "tokens + config ids + chat-template tokens; merges kept when both parts and the "
+            "result are kept; new ids in the old order",
+    "language": "all byte tokens + all added/special tokens + config ids + chat-template tokens + "
+                "every letter-free token + every single-character token of the target scripts; "
+                "then tokens ranked by their estimated share of the target languages' text "
+                "(wordfreq word frequencies and the fitting text, languages weighted equally), each "
+                "with the merges that build it, up to the size; merges kept when both parts and "
+                "the result are kept; new ids in the old order",
+}
+
+
+def _tokenizer_key(src) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in src.tokens:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()[:16]
+
+
 def tokenization_report(old_tok, new_tok, kept: Sequence[int], texts: Sequence[str]) -> dict:
     """How a text set tokenizes before and after trimming (no special tokens added):
     share of paragraphs whose tokens are unchanged (mapped to the new ids), share of the
@@ -96,13 +120,20 @@ def read_user_text(paths: Sequence[str | Path] | str | Path | None) -> list[str]
 def trim_loaded(model, tokenizer, langs: Sequence[str], texts_for: Callable[[str], Sequence[str]],
                 *, user_texts: Sequence[str] = (), model_dir: Path | None = None,
                 eval_for: Callable[[str], Sequence[str]] | None = None,
-                other_langs: Sequence[str] = (), check: bool = True) -> TrimmedVocab:
+                other_langs: Sequence[str] = (), check: bool = True,
+                size: int | None = None, evidence: str = "language",
+                scripts: Sequence[str] = (), words_top: int | None = None) -> TrimmedVocab:
     """Trim `model` (in place) and build its tokenizer for `langs`.
 
-    texts_for(lang): the text that chooses the tokens (the profile split); eval_for(lang):
-    held-out text for the coverage report (targets and `other_langs`). Raises when the
-    trimmed tokenizer does not reproduce the original tokens on the choosing text, or the
-    trimmed model's logits over the kept tokens drift from the untrimmed model's."""
+    texts_for(lang): fitting text of the language (never evaluation text); eval_for(lang):
+    held-out text for the coverage report (targets and `other_langs`).
+    evidence: "language" — tokens ranked by how much the languages need them (wordfreq word
+    frequencies + the fitting text; evidence.py), plus every letter-free token and every
+    single-character token of the target `scripts`, up to `size` tokens; "text" — exactly the
+    tokens of the fitting text (the first release's rule; `size` must be None).
+    Raises when the trimmed tokenizer does not reproduce the original tokens on the fitting
+    text whose tokens are all kept, or the trimmed model's logits over the kept tokens drift
+    from the untrimmed model's."""
     langs = list(dict.fromkeys(langs))
     if not langs and not user_texts:
         raise UserError("vocabulary trimming needs target languages or --vocab-text")
@@ -114,20 +145,41 @@ def trim_loaded(model, tokenizer, langs: Sequence[str], texts_for: Callable[[str
                             f"the model directory is inconsistent")
         per_lang = {l: list(texts_for(l)) for l in langs}
         texts = [t for l in langs for t in per_lang[l]] + list(user_texts)
-        kept, counts, details = choose_kept(tokenizer, src, texts, config_token_ids(model))
+        if evidence == "language":
+            from .evidence import gather
+
+            ev = gather(tokenizer, langs, lambda l: per_lang[l], user_texts,
+                        cache_key=_tokenizer_key(src), **({"words_top": words_top} if words_top else {}))
+            kept, counts, details = choose_kept(tokenizer, src, texts, config_token_ids(model),
+                                                evidence=ev, size=size, scripts=scripts,
+                                                symbols=True)
+        elif evidence == "text":
+            if size is not None:
+                raise UserError("--vocab-size ranks tokens by language evidence; it needs "
+                                "--vocab-evidence language")
+            kept, counts, details = choose_kept(tokenizer, src, texts, config_token_ids(model))
+        else:
+            raise UserError(f"unknown vocabulary evidence '{evidence}'; use language or text")
     with status(f"building the trimmed tokenizer ({len(kept):,} of {rows:,} tokens)"):
         new_tok, files = trim_tokenizer(tokenizer, src, kept)
     new_id = {o: n for n, o in enumerate(kept)}
-    # 1. exactness on the choosing text: the same tokens, renumbered
+    # 1. exactness on the fitting text whose tokens are all kept: the same tokens, renumbered
     with status("checking the trimmed tokenizer on the target text"):
         olds, news = _encode_many(tokenizer, texts), _encode_many(new_tok, texts)
-        bad = [t for t, o, n in zip(texts, olds, news) if [new_id.get(i, -1) for i in o] != n]
+        whole = [(t, o, n) for t, o, n in zip(texts, olds, news) if all(i in new_id for i in o)]
+        bad = [t for t, o, n in whole if [new_id[i] for i in o] != n]
+        details["exact_on_fitting_paragraphs"] = {"checked": len(whole), "of": len(texts)}
     if bad:
         raise RuntimeError(f"vocabulary trimming changed the tokenization of {len(bad)} target "
                            f"paragraphs (e.g. {bad[0][:60]!r}); this is a bug in babel-edge")
     # 2. parity: untrimmed vs trimmed model on target text, logits over the kept tokens
-    probe = [o[:PARITY_TOKENS] for l in langs
-             for o in _encode_many(tokenizer, per_lang[l][:PARITY_PARAGRAPHS]) if len(o) > 1]
+    # (the first PARITY_PARAGRAPHS paragraphs per language whose tokens are all kept; the
+    # logits of a kept token do not depend on what else was kept)
+    probe = []
+    for l in langs:
+        got = [o for o in _encode_many(tokenizer, per_lang[l][:50])
+               if len(o) > 1 and all(i in new_id for i in o[:PARITY_TOKENS])]
+        probe += [o[:PARITY_TOKENS] for o in got[:PARITY_PARAGRAPHS]]
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is not None:
         probe = [[bos] + p[:PARITY_TOKENS - 1] for p in probe]
@@ -162,17 +214,14 @@ def trim_loaded(model, tokenizer, langs: Sequence[str], texts_for: Callable[[str
         "merges_before": len(src.merges), "merges_after": len(json.loads(files["tokenizer.json"])
                                                               ["model"].get("merges", [])),
         "scores_from": src.scores_from,
-        "chosen_from": {"langs": langs, "split": "profile",
+        "chosen_from": {"langs": langs, "split": "profile", "evidence": evidence, "size": size,
+                        "scripts": list(scripts),
                         "paragraphs": sum(len(v) for v in per_lang.values()),
                         "chars": sum(len(t) for v in per_lang.values() for t in v),
                         "user_paragraphs": len(user_texts),
                         "user_chars": sum(len(t) for t in user_texts)},
         **details,
-        "rule": "tokens the original tokenizer produces on the text + the parts and results of "
-                "the merges that build them (BPE replayed on each token's text) + single-character "
-                "tokens inside kept tokens (SentencePiece) + all byte tokens + all added/special "
-                "tokens + config ids + chat-template tokens; merges kept when both parts and the "
-                "result are kept; new ids in the old order",
+        "rule": RULES[evidence],
         "parity": parity,
         "params": {"embedding_before": rows * model.get_input_embeddings().weight.shape[1],
                    "embedding_after": model.get_input_embeddings().weight.numel(),

@@ -1,0 +1,159 @@
+"""Healing on tiny models: it lowers the layer errors, the distillation loss and the loss on
+held-out text; it reads no evaluation text; an interrupted run resumes to the same weights."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+
+from babel_edge.errors import UserError
+from babel_edge.heal import HealOptions
+from babel_edge.heal.data import training_text
+from babel_edge.heal.run import Cancelled, heal, heal_loaded
+from babel_edge.models import ffn_layers, load_model
+from babel_edge.prune import PruneOptions, prune
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+LANGS = ["en", "de"]
+SMALL = HealOptions(tokens=2048, seq_len=64, epochs=3, lr=3e-3, batch_tokens=256)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("BABEL_EDGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def pruned_dir(tiny_dirs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("heal") / "pruned"
+    prune(str(tiny_dirs["gemma3_text"]), None, LANGS, 0.6, out,
+          options=PruneOptions(strategy="magnitude", schedule="uniform", calib_tokens=512,
+                               multiple_of=16))
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    from babel_edge.corpus import load_corpus
+
+    return load_corpus()
+
+
+def _eval_nll(model, tokenizer, texts) -> float:
+    from babel_edge.evaluate import evaluate_languages, hf_tokenize, torch_scorer
+
+    r = evaluate_languages(LANGS, texts, hf_tokenize(tokenizer), torch_scorer(model), max_bytes=3000)
+    return sum(x.nll for x in r) / sum(x.n_bytes for x in r)
+
+
+def test_block_reconstruction_lowers_errors_and_held_out_loss(tiny_dirs, pruned_dir, corpus):
+    dense = load_model(str(tiny_dirs["gemma3_text"]))
+    student = load_model(str(pruned_dir))
+    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), student.tokenizer, 64, 2048)
+    evals = lambda l: corpus.texts(l, "eval")  # noqa: E731
+    before = _eval_nll(student.model, student.tokenizer, evals)
+    dense_nll = _eval_nll(dense.model, dense.tokenizer, evals)
+    rec = heal_loaded(dense.model, student.model, text, SMALL.with_(distill_steps=6, distill_lr=1e-3))
+    after = _eval_nll(student.model, student.tokenizer, evals)
+    assert len(rec["layers"]) == 4
+    for layer in rec["layers"]:
+        assert layer["held_out_rel_error_after"] < layer["held_out_rel_error_before"]
+    assert rec["mean_rel_error_after"] < 0.97 * rec["mean_rel_error_before"]
+    assert after < before and abs(after - dense_nll) < abs(before - dense_nll)   # towards dense
+    d = rec["distillation"]
+    assert d["steps"] == 6 and d["kl_probe_after"] < d["kl_probe_before"]
+    assert rec["tokens"] == 2048 and rec["split"].startswith("profile")
+
+
+def test_distillation_alone_moves_towards_dense_and_skips_the_blocks(tiny_dirs, pruned_dir, corpus):
+    dense = load_model(str(tiny_dirs["gemma3_text"]))
+    student = load_model(str(pruned_dir))
+    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), student.tokenizer, 64, 2048)
+    before = [p.detach().clone() for p in student.model.parameters()]
+    rec = heal_loaded(dense.model, student.model, text,
+                      SMALL.with_(epochs=0, distill_steps=6, distill_lr=1e-3))
+    assert rec["layers"] == [] and rec["method"].startswith("distillation")
+    d = rec["distillation"]
+    assert d["steps"] == 6 and d["kl_probe_after"] < d["kl_probe_before"]
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.model.parameters()))
+    with pytest.raises(UserError, match="nothing to heal"):
+        SMALL.with_(epochs=0, distill_steps=0).validate()
+
+
+def test_resume_after_cancel_gives_the_same_weights(tiny_dirs, pruned_dir, corpus, tmp_path):
+    dense = load_model(str(tiny_dirs["gemma3_text"]))
+    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 2048)
+    ref = load_model(str(pruned_dir)).model
+    heal_loaded(dense.model, ref, text, SMALL)
+
+    ckpt = tmp_path / "ck.pt"
+    cancel = threading.Event()
+    seen = []
+
+    def progress(stage, done, total, extra):
+        if stage == "block reconstruction":
+            seen.append(done)
+            if done == 2:
+                cancel.set()
+
+    student = load_model(str(pruned_dir)).model
+    with pytest.raises(Cancelled):
+        heal_loaded(dense.model, student, text, SMALL, checkpoint=ckpt, progress=progress,
+                    cancel=cancel)
+    assert seen == [1, 2] and ckpt.exists()          # stopped before layer 3
+    again = load_model(str(pruned_dir)).model           # a fresh process would start like this
+    rec = heal_loaded(dense.model, again, text, SMALL, checkpoint=ckpt)
+    assert rec["resumed_from_layer"] == 2 and len(rec["layers"]) == 4
+    for a, b in zip(ffn_layers(again), ffn_layers(ref)):
+        for n in ("gate", "up", "down"):
+            assert torch.equal(getattr(a, n).weight, getattr(b, n).weight), (a.index, n)
+    # a checkpoint of other settings is not reused
+    other = load_model(str(pruned_dir)).model
+    rec = heal_loaded(dense.model, other, text, SMALL.with_(lr=1e-3), checkpoint=ckpt)
+    assert rec["resumed_from_layer"] is None
+
+
+class _Spy:
+    """The built-in corpus, recording every (language, split) read."""
+
+    def __init__(self, corpus):
+        self.corpus, self.reads = corpus, []
+
+    def __getattr__(self, name):
+        return getattr(self.corpus, name)
+
+    def __contains__(self, lang):
+        return lang in self.corpus
+
+    def texts(self, lang, split="profile", *a, **kw):
+        self.reads.append((lang, split))
+        return self.corpus.texts(lang, split, *a, **kw)
+
+
+def test_heal_directory_reads_no_eval_text_and_records_it(pruned_dir, corpus, tmp_path, monkeypatch):
+    import babel_edge.corpus as corpus_mod
+
+    spy = _Spy(corpus)
+    monkeypatch.setattr(corpus_mod, "load_corpus", lambda: spy)
+    out, plan = heal(pruned_dir, tmp_path / "healed", options=SMALL)
+    assert spy.reads and {split for _, split in spy.reads} == {"profile"}
+    saved = json.loads((out / "pruning_plan.json").read_text())
+    assert saved["healing"]["tokens"] == 2048 and len(saved["healing"]["layers"]) == 4
+    assert saved["layers"] == json.loads((pruned_dir / "pruning_plan.json").read_text())["layers"]
+    assert not (tmp_path / "healed.heal-partial").exists()
+    healed = load_model(str(out))
+    ids = torch.tensor([healed.tokenizer("Guten Tag")["input_ids"]])
+    assert healed.model(ids).logits.isfinite().all()
+
+
+def test_heal_cli_errors_are_one_line(pruned_dir, tmp_path, capsys):
+    from babel_edge.cli import main
+
+    assert main(["heal", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "pruning_plan.json" in capsys.readouterr().err
+    assert main(["heal", "--model", str(pruned_dir), "--out", str(tmp_path / "o"),
+                 "--heal-tokens", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--heal-tokens" in err and len(err.strip().splitlines()) == 1
