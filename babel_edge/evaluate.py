@@ -39,7 +39,7 @@ class LangScore:
     n_tokens: int          # predicted tokens
     n_bytes: int           # UTF-8 bytes of the scored units
     nll: float             # summed negative log-likelihood, nats
-    text: str = "eval"     # which text set ("eval", or "unseen:<domain>")
+    text: str = "eval"     # which text set: "eval" (in-domain) or "unseen" (held-out domain)
 
     @property
     def ppl(self) -> float:
@@ -133,6 +133,7 @@ def evaluate_languages(langs: Sequence[str], texts_for: Callable[[str], Sequence
                        tokenize: Tokenize, scorer: Scorer, max_bytes: int = DEFAULT_MAX_BYTES,
                        max_len: int = DEFAULT_MAX_LEN, batch_size: int = 8,
                        label: str = "scoring", text: str = "eval") -> list[LangScore]:
+    """Score each language's units (scoring_units of texts_for(lang)); `text` names the text set."""
     units = {lang: scoring_units(texts_for(lang), max_bytes, max_len) for lang in langs}
     total = sum(len(u.encode()) for us in units.values() for u in us)
     results = []
@@ -204,40 +205,68 @@ def hf_tokenize(tokenizer) -> Tokenize:
 
 # ---------------------------------------------------------------- a model, end to end
 
+def text_sets(corpus, langs: Sequence[str]) -> tuple[str | None, dict[str, Callable]]:
+    """(unseen domain, {text set: texts_for}) for scoring `langs`: "unseen" — the eval split of
+    the domain held out of every fitting step for these languages (corpus.unseen_domain; a
+    language without that domain gets []) — and "eval", the in-domain eval split (the other
+    domains). A corpus without domains has "eval" only."""
+    unseen = corpus.unseen_domain(langs) if hasattr(corpus, "unseen_domain") else None
+    if not unseen:
+        return None, {"eval": lambda l: corpus.texts(l, "eval")}
+
+    def unseen_for(l):
+        return corpus.texts(l, "eval", domains=[unseen]) if unseen in corpus.domains(l) else []
+
+    return unseen, {"unseen": unseen_for,
+                    "eval": lambda l: corpus.texts(l, "eval", exclude=(unseen,))}
+
+
+def _summary(rows: list[dict]) -> dict:
+    return {"target_bits_per_byte_mean": _mean(r["bits_per_byte"] for r in rows if r["target"]),
+            "other_bits_per_byte_mean": _mean(r["bits_per_byte"] for r in rows if not r["target"]),
+            "target_ppl_gmean": gmean(r["ppl"] for r in rows if r["target"]),
+            "other_ppl_gmean": gmean(r["ppl"] for r in rows if not r["target"])}
+
+
 def evaluate_model(spec: str | None, langs: Sequence[str] | None = None, corpus: str | None = None,
                    max_bytes: int = DEFAULT_MAX_BYTES, max_len: int = DEFAULT_MAX_LEN,
-                   engine: str | None = None, threads: int | None = None) -> dict:
-    """What `babel-edge eval` reports: per-language perplexity and bits per byte of `spec` (a
+                   engine: str | None = None, threads: int | None = None,
+                   generate: bool = True) -> dict:
+    """What `babel-edge eval` reports: per-language bits per byte and perplexity of `spec` (a
     pruned directory, any HF directory, the embedded name, a .gguf file or an ONNX export,
-    run by `engine`: torch, llama.cpp or onnxruntime; default from what `spec` is), split
-    into the model's target languages (from its pruning plan) and the others, plus its
-    parameters (PyTorch) and file size."""
+    run by `engine`: torch, llama.cpp or onnxruntime; default from what `spec` is) on two
+    texts (text_sets: the unseen domain first, then the in-domain eval split), split into the
+    model's target languages (from its pruning plan) and the others, plus its parameters
+    (PyTorch) and file size; with `generate`, greedy continuations of fixed prompts in the
+    target languages (or the first three scored) with their loop measure."""
     from .corpus import load_corpus, load_user_corpus, parse_langs
     from .prune.plan import PruningPlan
     from .runtime.engines import artefact_targets, open_engine
 
     corp = load_user_corpus(corpus, langs) if corpus else load_corpus()
-    langs = parse_langs(langs) if isinstance(langs, str) else list(langs or corp.languages())
+    langs = parse_langs(langs, corp) if langs else corp.languages()
     for lang in langs:
         corp.texts(lang, "eval")                 # a language the corpus lacks fails here
     eng = open_engine(spec, engine, n_ctx=max_len + 16, threads=threads)
     try:
         targets = artefact_targets(eng)
-        results = evaluate_languages(langs, lambda l: corp.texts(l, "eval"), eng.tokenize,
-                                     eng.score, max_bytes=max_bytes, max_len=max_len,
-                                     label=f"scoring {eng.name} ({eng.backend})")
-        rows = [dict(r.to_dict(), target=r.lang in targets) for r in results]
+        unseen, sets = text_sets(corp, targets or langs)
+        rows = []
+        for name, texts_for in sets.items():
+            have = [l for l in langs if texts_for(l)]
+            for r in evaluate_languages(have, texts_for, eng.tokenize, eng.score,
+                                        max_bytes=max_bytes, max_len=max_len, text=name,
+                                        label=f"{name}: {eng.name} ({eng.backend})"):
+                rows.append(dict(r.to_dict(), target=r.lang in targets))
         report = {
-            "model": str(eng.path), "engine": eng.backend, "split": "eval",
-            "max_bytes": max_bytes, "max_len": max_len, "target_langs": targets,
-            "summary": {
-                "target_ppl_gmean": gmean(r["ppl"] for r in rows if r["target"]),
-                "other_ppl_gmean": gmean(r["ppl"] for r in rows if not r["target"]),
-                "target_bits_per_byte_mean": _mean(r["bits_per_byte"] for r in rows if r["target"]),
-                "other_bits_per_byte_mean": _mean(r["bits_per_byte"] for r in rows if not r["target"])},
-            "results": rows,
+            "model": str(eng.path), "engine": eng.backend, "unseen_domain": unseen,
+            "texts": list(sets), "max_bytes": max_bytes, "max_len": max_len,
+            "target_langs": targets, "results": rows,
+            "summary": {name: _summary([r for r in rows if r["text"] == name]) for name in sets},
             **eng.describe(),
         }
+        if generate:
+            report["generation"] = generation_checks(eng, targets or langs[:3])
         plan = PruningPlan.read(eng.path) if Path(eng.path).is_dir() else None
         if plan is not None:
             report["pruning"] = {"rate": plan.rate, "realized_rate": round(plan.realized_rate, 6),
@@ -265,3 +294,60 @@ def default_report_path(model_path: str | Path, spec: str | None) -> Path:
     if spec and Path(spec).expanduser().is_dir() and os.access(d, os.W_OK):
         return d / "eval.json"
     return Path(f"eval-{d.name}.json")
+
+
+# ---------------------------------------------------------------- generation sanity
+
+# Per language: a prompt whose greedy continuation a working model gets right (the answer
+# any continuation must contain), and a story opening to see whether text flows or loops.
+# The counting prompt is the same in every language.
+CAPITALS = {
+    "en": ("The capital of France is", "Paris"), "de": ("Die Hauptstadt von Frankreich ist", "Paris"),
+    "fr": ("La capitale de la France est", "Paris"), "es": ("La capital de Francia es", "París"),
+    "it": ("La capitale della Francia è", "Parigi"), "pt": ("A capital da França é", "Paris"),
+    "ru": ("Столица Франции —", "Париж"), "pl": ("Stolicą Francji jest", "Paryż"),
+    "zh": ("法国的首都是", "巴黎"), "ja": ("フランスの首都は", "パリ"),
+    "ar": ("عاصمة فرنسا هي", "باريس"), "nl": ("De hoofdstad van Frankrijk is", "Parijs"),
+}
+STORIES = {
+    "en": "Once upon a time,", "de": "Es war einmal", "fr": "Il était une fois",
+    "es": "Había una vez", "it": "C'era una volta", "pt": "Era uma vez", "ru": "Жили-были",
+    "pl": "Dawno, dawno temu", "zh": "从前，", "ja": "昔々、", "ar": "كان يا ما كان", "nl": "Er was eens",
+}
+COUNTING = ("1, 2, 3, 4,", "5, 6")
+
+
+def repeated_ngram_share(ids, n: int = 4) -> float:
+    """Share of the n-grams of `ids` that already occurred earlier in `ids` (0: no loop)."""
+    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    seen, rep = set(), 0
+    for g in grams:
+        rep += g in seen
+        seen.add(g)
+    return rep / len(grams) if grams else 0.0
+
+
+def generation_checks(engine, langs: Sequence[str], max_new_tokens: int = 32) -> dict:
+    """Greedy continuations of fixed prompts per language (counting, a capital, a story
+    opening), each with its repeated-4-gram share and, where there is one, whether it contains
+    the expected answer."""
+    from .corpus import get_language
+
+    out = {}
+    for lang in langs:
+        base = get_language(lang).code.split("-")[0]
+        prompts = [("counting", COUNTING[0], COUNTING[1])]
+        if base in CAPITALS:
+            prompts.append(("capital", *CAPITALS[base]))
+        if base in STORIES:
+            prompts.append(("story", STORIES[base], None))
+        rows = []
+        for kind, prompt, expect in prompts:
+            ids = list(engine.generate(engine.tokenize(prompt), max_new_tokens, temperature=0.0))
+            ids = [i for i in ids if i not in engine.eos_ids]
+            text = engine.detokenize(ids)
+            rows.append({"kind": kind, "prompt": prompt, "continuation": text,
+                         "repeated_4gram_share": round(repeated_ngram_share(ids), 4),
+                         "expected": expect, "correct": None if expect is None else expect in text})
+        out[lang] = rows
+    return out

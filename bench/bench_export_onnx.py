@@ -5,8 +5,8 @@
     python bench/bench_export_onnx.py --model path/to/pruned-dir --variants model
 
 Variants: `dense` (the model as loaded), `pruned` (the model pruned in memory to per-layer
-widths averaging --rate of the FFN, keeping the neurons with the largest activation mass ×
-down-column norm — a stand-in when no pruned directory is at hand), `model` (a directory as given,
+widths averaging --rate of the FFN, by the real pruner, `prune_loaded`: default options, mass
+strategy with compensation, profiled and calibrated on en/de/fr profile-split text), `model` (a directory as given,
 e.g. written by `babel-edge prune`). For each variant × precision: export (with its parity
 check), then greedy decoding through the KV cache in onnxruntime vs PyTorch on the same
 model (same prompt, same number of tokens, same thread count).
@@ -30,39 +30,27 @@ import numpy as np
 PROMPT = "The capital of France is Paris. The capital of Germany is"
 
 
-def prune_by_mass(lm, rate: float, multiple: int = 32, spread: float = 0.2):
-    """Per-layer widths averaging (1 - rate) of the FFN, growing with depth by ±spread/2,
-    keeping each layer's neurons with the largest activation mass (mean |input of down|
-    on a little en/de/fr text) × down-column norm — DESIGN §4's criterion, which keeps
-    Gemma's massive-activation neurons. No refit: a stand-in for `babel-edge prune`."""
-    import torch
-
+def prune_real(lm, rate: float, multiple: int = 32, spread: float = 0.2):
+    """The real pruner (`prune_loaded`, default PruneOptions) at per-layer widths averaging
+    (1 - rate) of the FFN, growing with depth by ±spread/2, so the export sees widths that
+    differ per layer without needing a profile. Returns the pruned model."""
     from babel_edge.corpus import load_corpus
     from babel_edge.models import ffn_layers
-    from babel_edge.prune.model_dir import set_width_config, shrink_layer
+    from babel_edge.prune import PruneOptions, prune_loaded
 
     views = ffn_layers(lm.model)
-    mass = [torch.zeros(v.width) for v in views]
-    hooks = [v.down.register_forward_pre_hook(
-        lambda m, a, i=v.index: mass[i].add_(a[0].detach().abs().reshape(-1, mass[i].numel()).sum(0)))
-        for v in views]
-    corpus = load_corpus()
-    try:
-        with torch.no_grad():
-            for lang in ("en", "de", "fr"):
-                text = next(iter(corpus.texts(lang, "profile")))
-                lm.model(lm.tokenizer(text, return_tensors="pt").input_ids[:, :128])
-    finally:
-        for h in hooks:
-            h.remove()
     n, keep = len(views), 1.0 - rate
-    for v in views:
-        frac = keep - spread / 2 + spread * v.index / max(n - 1, 1)
-        w = max(multiple, int(round(v.width * frac / multiple)) * multiple)
-        score = mass[v.index] * v.down.weight.detach().norm(dim=0)
-        shrink_layer(lm.model, v.index, score.topk(w).indices.sort().values)
-    set_width_config(lm.model)
-    return lm.model
+    widths = [max(multiple, int(round(v.width * (keep - spread / 2 + spread * v.index / max(n - 1, 1))
+                                      / multiple)) * multiple) for v in views]
+    from babel_edge.profile import profile_model
+
+    corpus = load_corpus()
+    texts_for = lambda l: corpus.texts(l, "profile")  # noqa: E731
+    profile = profile_model(lm, ["en", "de", "fr"], texts_for, tokens_per_lang=2048)
+    model, _ = prune_loaded(lm, ["en", "de", "fr"], rate, PruneOptions(calib_tokens=4096),
+                            profile=profile, texts_for=texts_for, widths=widths, copy=False)
+    lm.model = model
+    return model
 
 
 def torch_decode(model, ids, n):
@@ -135,7 +123,7 @@ def main(argv=None) -> int:
     for variant in args.variants.split(","):
         lm = load_model(args.model)
         if variant == "pruned":
-            prune_by_mass(lm, args.rate)
+            prune_real(lm, args.rate)
         tok = lm.tokenizer
         ids = list(tok(PROMPT)["input_ids"])
         ref_toks, t_pre, t_tps = torch_decode(lm.model, ids, args.tokens)

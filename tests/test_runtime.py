@@ -30,13 +30,17 @@ def test_device_selection_accepts_present_gpu(monkeypatch):
         check_device(backend, "cuda")
 
 
-def test_real_machine_gpu_state_is_reported_not_faked():
-    # on a machine without a GPU, asking for one must fail with a clear message
+def test_real_machine_gpu_state_is_reported_not_faked(tiny_dirs):
+    """Without a GPU, asking for one fails with a clear message; with one, the engine is on it."""
     import torch
 
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceError):
-            engines.open_engine(None, "torch", "cuda")
+    if torch.cuda.is_available():
+        eng = engines.open_engine(str(tiny_dirs["llama"]), "torch", "cuda")
+        assert eng.device == "cuda" and next(eng.model.parameters()).is_cuda
+        eng.close()
+    else:
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            engines.open_engine(str(tiny_dirs["llama"]), "torch", "cuda")
 
 
 def test_detect_backend(tmp_path, tiny_dirs):
@@ -47,6 +51,9 @@ def test_detect_backend(tmp_path, tiny_dirs):
     assert detect_backend(g) == "llama.cpp"
     assert detect_backend(tmp_path / "onnx") == "onnxruntime"
     assert detect_backend(tiny_dirs["llama"]) == "torch"
+    (tmp_path / "weights.safetensors").write_bytes(b"x")        # a file that is no artefact
+    with pytest.raises(UserError, match="not a .gguf"):
+        detect_backend(tmp_path / "weights.safetensors")
     with pytest.raises(UserError, match="ONNX export"):
         engines.open_engine(tiny_dirs["llama"], "onnxruntime")
 
@@ -83,8 +90,13 @@ def test_bench_measures_two_subjects(tiny_dirs, tmp_path):
 
     subjects = [Subject("dense", str(tiny_dirs["llama"]), "torch"),
                 Subject("pruned", str(tiny_dirs["gemma3_text"]), "torch")]
-    res = run_bench(subjects, rounds=1, ppl_langs=["en"], ppl_bytes=300)
+    res = run_bench(subjects, rounds=1, ppl_langs=["en"], ppl_bytes=300, targets=["en"])
     rows = res["results"]
+    # the headline is the domain held out of every fitting step; in-domain sits beside it
+    assert res["unseen_domain"] == "handbook"
+    assert all(r["ppl_text"] == "unseen" and r["ppl_eval"]["en"]["n_bytes"] >= 300 for r in rows)
+    assert rows[0]["ppl"]["en"]["n_bytes"] != rows[0]["ppl_eval"]["en"]["n_bytes"] or \
+        rows[0]["ppl"]["en"]["bits_per_byte"] != rows[0]["ppl_eval"]["en"]["bits_per_byte"]
     assert [r["label"] for r in rows] == ["dense", "pruned"]
     for r in rows:
         assert r["decode_tok_s"]["median"] > 0 and r["prefill512_tok_s"]["median"] > 0
@@ -96,6 +108,7 @@ def test_bench_measures_two_subjects(tiny_dirs, tmp_path):
         rows[0]["weight_bytes_per_token"] / rows[1]["weight_bytes_per_token"])
     md = markdown(res, ["en"])
     assert "decode speedup" in md and "**en**" in md
+    assert md.index("unseen-domain text ('handbook'") < md.index("in-domain eval split")
     chart(res, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 1000
     json.dumps(res)
@@ -109,8 +122,10 @@ def test_bench_text_is_byte_identical_and_warns_on_different_tokenizers(tiny_dir
 
     spm = tmp_path / "spm"
     build_tiny_model("llama", spm, seed=0, tokenizer="spm")
-    a = measure_ppl(str(tiny_dirs["llama"]), "torch", "cpu", ["en", "de"], 600)
-    b = measure_ppl(str(spm), "torch", "cpu", ["en", "de"], 600)
+    ma = measure_ppl(str(tiny_dirs["llama"]), "torch", "cpu", ["en", "de"], 600)
+    mb = measure_ppl(str(spm), "torch", "cpu", ["en", "de"], 600)
+    assert set(ma["sets"]) == {"unseen", "eval"} and ma["unseen_domain"] == mb["unseen_domain"]
+    a, b = ma["sets"]["unseen"], mb["sets"]["unseen"]
     for lang in ("en", "de"):
         assert a[lang]["n_bytes"] == b[lang]["n_bytes"] > 0          # the same text
         assert a[lang]["n_tokens"] != b[lang]["n_tokens"]            # split differently

@@ -3,24 +3,28 @@
     export_onnx(model, out_dir, precision)     # → summary dict (also export_summary.json)
     OnnxCausalLM(out_dir).logits(ids)          # prefill + one-token steps, like generation
 
-The exported directory is what optimum's `ORTModelForCausalLM.from_pretrained`
-loads (config.json, generation_config.json, tokenizer files, model.onnx +
-model.onnx_data) and what a plain onnxruntime session runs:
+The exported directory is what three runtimes load as it is:
+  - onnxruntime: model.onnx + model.onnx_data (OnnxCausalLM, the `onnxruntime` engine);
+  - onnxruntime-genai: genai_config.json + the Hugging Face tokenizer files (og.Model,
+    og.Generator; the `onnxruntime-genai` engine; see genai.py);
+  - optimum's ORTModelForCausalLM: config.json, generation_config.json.
     inputs   input_ids [B,T] int64, attention_mask [B,P+T] int64, position_ids [B,T] int64,
-             past_key_values.{i}.key/value [B, kv_heads, P, head_dim]
-    outputs  logits [B,T,V], present.{i}.key/value [B, kv_heads, P+T, head_dim]
-For Gemma 2, optimum-onnx 0.1.0's loader guesses the cache shape wrong; `load_ort_model`
-loads any export with the shape read from the graph.
-Every layer keeps its whole KV history (sliding-window layers are masked, not
-truncated), so all layers' caches grow alike and the runner needs no per-family code.
+             past_key_values.{i}.key/value [B, kv_heads, S, head_dim]
+    outputs  logits [B,T,V], present.{i}.key/value [B, kv_heads, S', head_dim]
+The graph is written from the weights (build.py): onnxruntime's fused decoder operators
+and GroupQueryAttention, whose KV cache is either past + new positions (S = P, S' = P+T) or
+one buffer bound as past and present and written in place (S = S' ≥ P+T), which is how
+OnnxCausalLM and onnxruntime-genai decode. Per-layer FFN widths are stored as they are
+(nothing padded); a trimmed vocabulary is just a smaller embedding and tokenizer.
 
-The graph is traced from the model in memory (see graph.py), so per-layer FFN
-widths are stored as they are — nothing padded. The export is written to a
-temporary sibling directory, compared with the PyTorch model (exporters/parity.py),
-and renamed into place only when parity passes.
+The export is written to a temporary sibling directory, compared with the PyTorch model
+(exporters/parity.py) through onnxruntime and through onnxruntime-genai (whose tokenizer
+must also encode the parity texts exactly as transformers does), and renamed into place only
+when both pass.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import shutil
@@ -32,12 +36,17 @@ from ...errors import UserError
 from ...io import atomic_dir, write_json
 from ...progress import console, count_progress, status
 from ...provenance import package_versions
-from ..parity import ParityReport, check_parity, mb, parity_ids, summary_line, torch_logits_fn
+from ..parity import (PARITY_PROMPTS, ParityError, ParityReport, check_parity, mb, parity_ids,
+                      parity_texts, summary_line, torch_logits_fn)
+from . import build as B
+from . import genai as GA
 from . import graph as G
 from .runner import DECODE_STEPS, OnnxCausalLM, load_ort_model, onnx_logits_fn
 
 __all__ = ["PRECISIONS", "SUMMARY_FILE", "OnnxCausalLM", "load_ort_model", "onnx_logits_fn",
-           "export_onnx", "format_summary"]
+           "export_onnx", "format_summary", "GENAI_CONFIG"]
+
+GENAI_CONFIG = GA.GENAI_CONFIG
 
 PRECISIONS = P.names("onnx")
 SUMMARY_FILE = "export_summary.json"
@@ -98,18 +107,14 @@ def _ffn_summary(model, plan) -> dict:
 # ----------------------------------------------------------------------------- steps
 
 def write_graph(model, out_dir: Path, precision: str, opset: int | None) -> dict:
-    """Trace fp32 with KV cache, then bring the graph to `precision`; model.onnx(+_data) in
-    out_dir. Returns what was done (quantization details, untied head, opset, io, ops)."""
-    raw = out_dir / "_trace"
-    with status("tracing to ONNX (fp32, KV cache)"):
-        raw_file = G.trace_fp32(model, raw, opset)
-    gc.collect()    # the tracer's graph copies are large (several GB on a 270M model)
-    final = out_dir / G.ONNX_FILE
+    """Write the graph from the weights (fp32), then bring it to `precision`; model.onnx(+_data)
+    in out_dir. Returns what was done (quantization details, opset, io, ops, KV cache)."""
+    with status("writing the ONNX graph (fp32, KV cache)"):
+        proto = B.build_decoder(model, opset or B.OPSET)
     details: dict = {}
+    final = out_dir / G.ONNX_FILE
     if precision in ("fp32", "fp16"):
         with status(f"writing {precision} graph with external data"):
-            proto = G.load(raw_file)
-            details["untied"] = G.untie_lm_head(proto)
             if precision == "fp16":
                 proto = G.to_fp16(proto)
             G.save(proto, final)
@@ -117,11 +122,11 @@ def write_graph(model, out_dir: Path, precision: str, opset: int | None) -> dict
         bits = 8 if precision == "int8" else 4
         with status(f"quantizing weights to {bits} bits (onnxruntime MatMulNBits)"):
             proto, details["quantization"] = G.quantize_weights(
-                G.load(raw_file), bits, keep_8bit=_keep_8bit(model) if bits == 4 else ())
+                proto, bits, keep_8bit=_keep_8bit(model) if bits == 4 else ())
             G.save(proto, final)
-    shutil.rmtree(raw)
     details["opset"], (details["inputs"], details["outputs"]) = G.opset_of(proto), G.io_names(proto)
     details["ops"] = G.op_counts(proto)
+    details["io"] = G.io_dims(proto)
     del proto
     gc.collect()
     return details
@@ -141,24 +146,63 @@ def write_side_files(lm, out_dir: Path) -> list[str]:
     return _carry_files(lm.path, out_dir)
 
 
-def run_parity(model, out_dir: Path, prompts, paragraphs, precision: str) -> ParityReport:
-    """Reference logits first, then the export's: alternating PyTorch and onnxruntime calls
+@contextlib.contextmanager
+def faithful_attention(model):
+    """The model with eager attention while the block runs, when its attention caps logits
+    (Gemma 2's attn_logit_softcapping): transformers' default sdpa path silently skips the
+    cap, which the graph (like llama.cpp) applies. Restored afterwards."""
+    before = getattr(model.config, "_attn_implementation", None)
+    switch = bool(getattr(model.config, "attn_logit_softcapping", None)) and before not in (None, "eager")
+    if switch:
+        model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        if switch:
+            model.set_attn_implementation(before)
+
+
+def run_parity(model, out_dir: Path, prompts, paragraphs, precision: str
+               ) -> tuple[ParityReport, ParityReport]:
+    """The export against PyTorch through onnxruntime and through onnxruntime-genai (same
+    sequences, same gate). Reference logits first: alternating PyTorch and onnxruntime calls
     makes their thread pools fight over the cores (measured: 5-10× slower on 2 busy cores)."""
     seqs = [list(s) for s in list(prompts) + list(paragraphs)]
     ref_fn = torch_logits_fn(model)
-    with count_progress("parity: reference logits (PyTorch)", len(seqs), "sequences") as advance:
+    with count_progress("parity: reference logits (PyTorch)", len(seqs), "sequences") as advance, \
+            faithful_attention(model):
         ref = {}
         for s in seqs:
             ref[tuple(s)] = ref_fn(s)
             advance(1)
-    runner = OnnxCausalLM(out_dir, spinning=False)
-    exp = onnx_logits_fn(runner)
-    with count_progress(f"parity {precision}: onnxruntime", len(seqs), "sequences") as advance:
-        def exp_counted(ids):
-            r = exp(ids)
-            advance(1)
-            return r
-        return check_parity(lambda ids: ref[tuple(ids)], exp_counted, prompts, paragraphs, precision)
+    reports = []
+    for label, make in (("onnxruntime", lambda: onnx_logits_fn(OnnxCausalLM(out_dir, spinning=False))),
+                        ("onnxruntime-genai", lambda: GA.genai_logits_fn(out_dir, DECODE_STEPS))):
+        exp = make()
+        with count_progress(f"parity {precision}: {label}", len(seqs), "sequences") as advance:
+            def exp_counted(ids, exp=exp):
+                r = exp(ids)
+                advance(1)
+                return r
+            try:
+                reports.append(check_parity(lambda ids: ref[tuple(ids)], exp_counted, prompts,
+                                            paragraphs, precision))
+            except ParityError as e:
+                raise ParityError(f"{label}: {e}") from e
+        del exp
+        gc.collect()
+    return reports[0], reports[1]
+
+
+def check_genai_tokenizer(out_dir: Path, tokenizer, target_langs) -> int:
+    """onnxruntime-genai must tokenize as transformers does (the parity prompts and texts);
+    returns how many texts were compared."""
+    texts = list(PARITY_PROMPTS) + parity_texts(target_langs)
+    bad = GA.tokenizer_mismatches(out_dir, tokenizer, texts)
+    if bad:
+        raise ParityError(f"onnxruntime-genai tokenizes {len(bad)} of {len(texts)} texts differently "
+                          f"from transformers (first: {bad[0][:40]!r})")
+    return len(texts)
 
 
 # ----------------------------------------------------------------------------- export
@@ -168,11 +212,13 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
     """Export a model (directory/spec, or a LoadedModel held in memory) to an ONNX directory.
 
     precision: an ONNX precision of babel_edge.precision (fp32 | fp16 | int8 | int4; see
-    graph.quantize_weights). The model is traced as it is in memory (whatever width each
-    FFN layer has); note that optimum's tracer sets `use_cache` on the model's config while
-    it runs. Raises UserError on bad input, ParityError when the export misses its
-    precision's gate (nothing is left at `out_dir` then). Returns the summary also written
-    to `out_dir/export_summary.json`; with `verbose` the summary is printed to stderr.
+    graph.quantize_weights). The graph is written from the model's weights as they are in
+    memory (whatever width each FFN layer has; build.py); opset: the ai.onnx opset (default
+    build.OPSET, at least 20). Raises UserError on bad input, ParityError when the export
+    misses its precision's gate through onnxruntime or onnxruntime-genai, or genai's
+    tokenizer disagrees with transformers' (nothing is left at `out_dir` then). Returns the
+    summary also written to `out_dir/export_summary.json`; with `verbose` the summary is
+    printed to stderr.
     """
     import torch
 
@@ -196,11 +242,16 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
         raise UserError(f"cannot write next to '{out}': {e.strerror}") from e
     with atomic_dir(out) as tmp:
         details = write_graph(model, tmp, precision, opset)
-        t_trace = time.time() - t0
+        t_graph = time.time() - t0
         carried = write_side_files(lm, tmp)
-        prompts, paragraphs = parity_ids(lm.tokenizer, plan.target_langs if plan else ())
+        in_place = "GroupQueryAttention" in details["ops"]
+        genai = GA.write_genai_files(tmp, lm, {"inputs": details["inputs"], **details.pop("io")},
+                                     shared_kv=in_place)
+        targets = plan.target_langs if plan else ()
+        prompts, paragraphs = parity_ids(lm.tokenizer, targets, lm.model.config)   # + one long sequence
         t1 = time.time()
-        report = run_parity(model, tmp, prompts, paragraphs, precision)  # raises ParityError
+        genai["tokenizer_texts_checked"] = check_genai_tokenizer(tmp, lm.tokenizer, targets)
+        report, genai_report = run_parity(model, tmp, prompts, paragraphs, precision)  # raises
         t_parity = time.time() - t1
         files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
         summary = {
@@ -221,18 +272,22 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
             "padded": None,   # nothing: each layer is stored at its own width
             "kv_cache": {"layers": len([n for n in details["inputs"] if n.endswith(".key")]),
                          "inputs": "past_key_values.{i}.key/value",
-                         "outputs": "present.{i}.key/value"},
+                         "outputs": "present.{i}.key/value",
+                         "in_place": in_place},
             "inputs": details.pop("inputs"),
             "outputs": details.pop("outputs"),
             "ops": details.pop("ops"),
             **{k: v for k, v in details.items() if v is not None},
             "parity": {**report.to_dict(), "prompts": len(prompts), "paragraphs": len(paragraphs),
                        "decode_steps": DECODE_STEPS},
+            "genai": {**genai, "parity": {**genai_report.to_dict(), "prompts": len(prompts),
+                                          "paragraphs": len(paragraphs),
+                                          "decode_steps": DECODE_STEPS}},
             "carried_files": carried,
-            "seconds": {"trace": round(t_trace, 1), "parity": round(t_parity, 1),
+            "seconds": {"graph": round(t_graph, 1), "parity": round(t_parity, 1),
                         "total": round(time.time() - t0, 1)},
-            "versions": package_versions(("torch", "transformers", "optimum", "optimum-onnx",
-                                          "onnx", "onnxruntime")),
+            "versions": package_versions(("torch", "transformers", "onnx", "onnxruntime",
+                                          "onnxruntime-genai")),
         }
         write_json(tmp / SUMMARY_FILE, summary)
         summary["files"][SUMMARY_FILE] = (tmp / SUMMARY_FILE).stat().st_size
@@ -257,6 +312,15 @@ def format_summary(s: dict) -> str:
             if s["ffn_kept"] else "") + ", each layer stored at its own width, no padding"),
         summary_line(p),
     ]
+    ga = s.get("genai")
+    if ga:
+        gp = ga["parity"]
+        lines.append(f"  onnxruntime-genai: {ga['config']} ({ga['type']}, KV cache "
+                     f"{'one buffer written in place' if ga['past_present_share_buffer'] else 'past + new'}"
+                     f", {ga['max_length']} positions by default of {ga['context_length']}); tokenizer "
+                     f"equal on {ga['tokenizer_texts_checked']} texts; parity max|Δlogit| "
+                     f"{gp['max_abs_diff']:.3g}, argmax {gp['argmax_agreement']:.1%} — "
+                     f"{'pass' if gp['passed'] else 'FAIL'}")
     q = s.get("quantization")
     if q:
         emb = q.get("embedding") or {}
@@ -265,6 +329,4 @@ def format_summary(s: dict) -> str:
                         f"{f' (blocks of {b4})' if b4 else ''}, {q['layers_8bit']} at 8 bits (blocks of 32); "
                         f"embedding {emb.get('embedding_bits', 32)}-bit"
                         f"{', shared with the tied LM head' if emb.get('tied_head') else ''}")
-    elif s.get("untied"):
-        lines.insert(3, f"  tied LM head stored once ({mb(s['untied']['bytes_saved'])} saved)")
     return "\n".join(lines)

@@ -1,21 +1,18 @@
-"""Build the ONNX graph of a causal LM and bring it to a precision.
+"""Bring a decoder graph (build.py) to a precision, and the graph facts the rest needs.
 
-Kept apart from `onnx.py` (orchestration, parity, runner) because everything here
-is graph surgery on ONNX protos and knows nothing about babel-edge's files.
+Everything here is surgery on ONNX protos and knows nothing about babel-edge's files.
 
-Route: torch model in memory ──optimum (legacy tracer + its patchers)──► fp32 graph
-  ├─ fp32: tied LM head re-expressed as Transpose(embedding) (file −V×H×4 bytes)
-  ├─ fp16: same, then every float tensor to float16 (KV cache in fp16 too)
+  ├─ fp32: as built (a tied LM head reads the embedding through a Transpose: stored once)
+  ├─ fp16: every float tensor to float16 (KV cache in fp16 too)
   ├─ int8: weight-only 8-bit blocks (MatMulNBits; llama.cpp's Q8_0 scheme)
   └─ int4: weight-only 4-bit blocks of 16, V and FFN-down projections at 8 bits (like Q4_K_M)
   int8/int4: embedding and LM head in 8-bit blocks, stored once when tied.
 Why not onnxruntime's `quantize_dynamic` for int8: it quantizes activations per tensor
 to uint8 at run time, and Gemma's outlier channels (its "massive activations") then
 swamp every other channel — measured on Gemma 3 270M: argmax agreement with fp32 24%,
-perplexity ×11.8. Weight-only 8-bit blocks (as exported here): 96.5% and ×1.000.
-We trace from the in-memory model because a model with per-layer FFN widths
-cannot be rebuilt by `from_pretrained` (DESIGN §4); tracing only runs the
-modules, so whatever width each layer's Linear has is what the graph gets.
+perplexity ×11.8 (a one-off check while designing this exporter, no committed script).
+Weight-only 8-bit blocks (as exported here): 96.5% and ×1.000 (`bench/bench_export_onnx.py
+--precisions fp32,int8`: the export's own parity report).
 """
 from __future__ import annotations
 
@@ -29,23 +26,23 @@ import numpy as np
 
 ONNX_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"     # the name optimum itself writes and loads
-TASK = "text-generation-with-past"
 # 4-bit blocks of 16 (scale + zero point each): on Gemma 3 270M pruned to 0.5 for en/de/fr,
 # argmax agreement with fp32 74.5% and perplexity ×1.029 vs 71.3% and ×1.076 with blocks of 32,
-# for +7 MB (246 vs 239 MB; the 8-bit embedding is 178 MB of it) at the same decode speed.
+# for +7 MB (246 vs 239 MB; the 8-bit embedding is 178 MB of it) at the same decode speed
+# (bench/bench_export_onnx.py --precisions int4 --variants pruned, INT4_BLOCK set to each).
 INT4_BLOCK = 16
 Q8_BLOCK = 32                     # llama.cpp's Q8_0
 # MatMulNBits compute: 4 = activations quantized to int8 per block inside the kernel. On these
 # x86 CPUs the 8-bit kernel without it falls back to a path 8× slower than fp32 (Gemma 3
-# 270M decode: 0.5 vs 4.5 tok/s); the accuracy cost is small (argmax 98.4% → 96.7% vs fp32).
+# 270M decode: 0.5 vs 4.5 tok/s); the accuracy cost is small (argmax 98.4% → 96.7% vs fp32)
+# (bench/bench_export_onnx.py --precisions int8, ACCURACY_LEVEL set to 0 and to 4).
 ACCURACY_LEVEL = 4
 
 
 @contextlib.contextmanager
-def _quiet_tracing():
-    """The legacy tracer and optimum warn for every traced `if`; none of it is actionable."""
-    # onnxruntime's quantizers log through the root logger
-    loggers = [logging.getLogger(n) for n in ("optimum", "transformers", "torch.onnx", "onnxruntime")]
+def _quiet():
+    """onnxruntime's quantizers log every node through the root logger; none of it is actionable."""
+    loggers = [logging.getLogger(n) for n in ("onnxruntime", "onnx")]
     loggers.append(logging.getLogger())
     levels = [lg.level for lg in loggers]
     try:
@@ -59,45 +56,14 @@ def _quiet_tracing():
             lg.setLevel(lv)
 
 
-def _onnx_config(model):
-    """optimum's export config for `model`, with a `position_ids` input for every family.
+def writes_kv_in_place(path: Path) -> bool:
+    """Whether the graph at `path` appends to its KV cache with GroupQueryAttention (which can
+    write into a buffer bound as both past and present) rather than concatenating past and
+    new positions. Reads the graph only, not its external weights."""
+    import onnx
 
-    optimum gives Llama/Mistral/Qwen2 a position_ids input but not Gemma: there the
-    graph derives positions from the past length, which is wrong for left-padded
-    batches. One input set for every family also keeps the runner free of branches;
-    `ORTModelForCausalLM` feeds position_ids whenever the graph has that input.
-    """
-    from optimum.exporters.tasks import TasksManager
-
-    ctor = TasksManager.get_exporter_config_constructor(
-        model=model, exporter="onnx", task=TASK, library_name="transformers")
-    base = type(ctor(model.config))
-
-    class WithPositionIds(base):
-        @property
-        def inputs(self):
-            common = super().inputs
-            if "position_ids" not in common and self.task in {"text-generation", "feature-extraction"}:
-                common["position_ids"] = {0: "batch_size", 1: "sequence_length"}
-            return common
-
-    return WithPositionIds(model.config, task="text-generation", use_past=True,
-                           use_past_in_inputs=True)
-
-
-def trace_fp32(model, out_dir: Path, opset: int | None = None) -> Path:
-    """Trace `model` (fp32, eval) to `out_dir/model.onnx` with KV cache in and out.
-
-    Inputs: input_ids, attention_mask, position_ids, past_key_values.{i}.key/value;
-    outputs: logits, present.{i}.key/value — the names optimum's runtime expects.
-    """
-    from optimum.exporters.onnx import onnx_export_from_model
-
-    device = str(next(model.parameters()).device)
-    with _quiet_tracing():
-        onnx_export_from_model(model, out_dir, task=TASK, opset=opset, do_validation=False,
-                               custom_onnx_configs={"model": _onnx_config(model)}, device=device)
-    return out_dir / ONNX_FILE
+    proto = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type == "GroupQueryAttention" for n in proto.graph.node)
 
 
 def load(path: Path):
@@ -120,46 +86,6 @@ def save(proto, path: Path) -> list[str]:
 
 def opset_of(proto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-
-
-def untie_lm_head(proto) -> dict | None:
-    """Point a tied LM head at the embedding again: MatMul(x, E^T) → MatMul(x, Transpose(E)).
-
-    The tracer folds the transpose of a tied embedding into a second initializer,
-    which doubles the largest tensor of small multilingual models (Gemma 3 270M:
-    262k × 640 fp32 = 671 MB). onnxruntime folds the Transpose again when the
-    session starts, so memory and speed are as before; only the file shrinks.
-    Returns what was done, or None when there was nothing to do.
-    """
-    from onnx import helper, numpy_helper
-
-    g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    embeds = [n.input[0] for n in g.node if n.op_type == "Gather" and n.input[0] in inits]
-    for emb_name in embeds:
-        emb = inits[emb_name]
-        if len(emb.dims) != 2:
-            continue
-        v, h = emb.dims
-        for node in g.node:
-            if node.op_type != "MatMul" or node.input[1] not in inits:
-                continue
-            w = inits[node.input[1]]
-            if list(w.dims) != [h, v]:
-                continue
-            e = numpy_helper.to_array(emb)
-            if not np.array_equal(numpy_helper.to_array(w), e.T):
-                continue
-            t_out = f"{emb_name}__transposed"
-            g.node.insert(list(g.node).index(node),
-                          helper.make_node("Transpose", [emb_name], [t_out], perm=[1, 0],
-                                           name=f"{emb_name}__transpose"))
-            old = node.input[1]
-            node.input[1] = t_out
-            if not any(old in n.input for n in g.node):
-                g.initializer.remove(w)
-            return {"tied_lm_head": emb_name, "bytes_saved": int(e.nbytes)}
-    return None
 
 
 def to_fp16(proto):
@@ -329,10 +255,9 @@ def quantize_weights(proto, bits: int, keep_8bit: Sequence[str] = (),
     The embedding and LM head are 8-bit in both cases (quantize_embedding_q8).
     """
     mnq = _nbits_quantizer()
-    untie_lm_head(proto)
     emb = quantize_embedding_q8(proto, accuracy_level)
     four = eight = 0
-    with _quiet_tracing():
+    with _quiet():
         if bits == 4:
             excl = [n.name for n in proto.graph.node if n.op_type == "MatMul"
                     and any(f"/{k}/" in n.name for k in keep_8bit)]
@@ -366,6 +291,44 @@ def op_counts(proto) -> dict[str, int]:
     for n in proto.graph.node:
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def weight_bytes_per_token(path: Path) -> int:
+    """Bytes of weights one decoded token reads in the graph at `path`: every initializer
+    except tables that are only looked up row by row (Gather, possibly through a Reshape: an
+    untied embedding and its 8-bit scales). A tied embedding is also the LM head and counts
+    once. Reads the graph, not its weights."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def looked_up(name: str) -> bool:
+        users = consumers.get(name, [])
+        return bool(users) and all(
+            (u.op_type == "Gather" and u.input[0] == name)
+            or (u.op_type == "Reshape" and u.input[0] == name and looked_up(u.output[0]))
+            for u in users)
+
+    total = 0
+    for t in proto.graph.initializer:
+        if looked_up(t.name):
+            continue
+        ext = {e.key: e.value for e in t.external_data}
+        total += int(ext["length"]) if "length" in ext else len(t.raw_data) or \
+            int(np.prod(t.dims)) * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    return total
+
+
+def io_dims(proto) -> dict:
+    """{"kv_heads", "head_dim", "vocab"} read from the graph's KV-cache inputs and logits."""
+    dims = lambda vi: [d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim]  # noqa: E731
+    kv = next(i for i in proto.graph.input if i.name.startswith("past_key_values."))
+    logits = next(o for o in proto.graph.output if o.name == "logits")
+    return {"kv_heads": dims(kv)[1], "head_dim": dims(kv)[3], "vocab": dims(logits)[2]}
 
 
 def io_names(proto) -> tuple[list[str], list[str]]:

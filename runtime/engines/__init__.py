@@ -1,7 +1,8 @@
-"""Inference engines behind one interface, over three back ends (one module each).
+"""Inference engines behind one interface, over four back ends (one module each).
 
     engine = open_engine("model.gguf")            # llama.cpp
     engine = open_engine("export-onnx/")          # onnxruntime (a babel-edge ONNX export)
+    engine = open_engine("export-onnx/", "onnxruntime-genai")   # the same export in genai
     engine = open_engine("pruned-dir/")           # PyTorch, the reference
     ids = engine.tokenize("Hallo Welt")
     for tok in engine.generate(ids, max_new_tokens=32): ...
@@ -16,7 +17,6 @@ decoded token reads, for the benchmark's ideal speedup). Device choice is
 the CPU.
 """
 from __future__ import annotations
-from __future__ import annotations
 
 from pathlib import Path
 
@@ -25,10 +25,10 @@ from babel_edge.errors import UserError
 from .base import END_OF_TURN, Engine, render_template, sample
 
 __all__ = ["BACKENDS", "END_OF_TURN", "DeviceError", "Engine", "TorchEngine", "OnnxEngine",
-           "LlamaCppEngine", "artefact_targets", "check_device", "detect_backend", "open_engine",
-           "render_template", "sample"]
+           "GenaiEngine", "LlamaCppEngine", "artefact_targets", "backends_for", "check_device",
+           "detect_backend", "open_engine", "render_template", "sample"]
 
-BACKENDS = ("torch", "llama.cpp", "onnxruntime")
+BACKENDS = ("torch", "llama.cpp", "onnxruntime", "onnxruntime-genai")
 
 
 class DeviceError(UserError):
@@ -52,6 +52,11 @@ def _llama_gpu() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
+def _genai_cuda() -> bool:
+    import onnxruntime_genai as og
+    return bool(og.is_cuda_available())
+
+
 def check_device(backend: str, device: str) -> None:
     """Refuse a device the back end cannot use here (never fall back silently)."""
     if device not in ("cpu", "cuda"):
@@ -61,12 +66,26 @@ def check_device(backend: str, device: str) -> None:
     if backend == "torch" and not _torch_cuda():
         raise DeviceError("--device cuda: PyTorch sees no CUDA GPU here (CPU build or no GPU); "
                           "use --device cpu")
-    if backend == "onnxruntime" and "CUDAExecutionProvider" not in _ort_providers():
-        raise DeviceError("--device cuda: onnxruntime has no CUDAExecutionProvider; install "
-                          "babel-edge[gpu] (onnxruntime-gpu) on a machine with a GPU, or use --device cpu")
+    if backend in ("onnxruntime", "onnxruntime-genai") and "CUDAExecutionProvider" not in _ort_providers():
+        raise DeviceError(f"--device cuda: onnxruntime has no CUDAExecutionProvider; install "
+                          f"babel-edge[gpu] (onnxruntime-gpu"
+                          f"{', onnxruntime-genai-cuda' if backend == 'onnxruntime-genai' else ''}) "
+                          f"on a machine with a GPU, or use --device cpu")
     if backend == "llama.cpp" and not _llama_gpu():
         raise DeviceError("--device cuda: this llama-cpp-python build has no GPU offload; rebuild it "
                           "with CMAKE_ARGS=-DGGML_CUDA=on, or use --device cpu")
+
+
+def backends_for(path: str | Path | None) -> list[str]:
+    """Every back end that runs this artefact, the default (detect_backend) first: a
+    babel-edge ONNX export runs in onnxruntime and, with its genai_config.json, in
+    onnxruntime-genai."""
+    from babel_edge.exporters.onnx.genai import GENAI_CONFIG
+
+    first = detect_backend(path)
+    if first == "onnxruntime" and (Path(path) / GENAI_CONFIG).exists():
+        return [first, "onnxruntime-genai"]
+    return [first]
 
 
 def detect_backend(path: str | Path | None) -> str:
@@ -79,6 +98,9 @@ def detect_backend(path: str | Path | None) -> str:
         return "llama.cpp"
     if p.is_dir() and (p / "model.onnx").exists():
         return "onnxruntime"
+    if p.is_file():
+        raise UserError(f"'{p}' is a file but not a .gguf; give a .gguf file, an ONNX export "
+                        f"directory (with model.onnx) or a model directory")
     return "torch"
 
 
@@ -100,8 +122,19 @@ def open_engine(path: str | Path | None, backend: str | None = None, device: str
                             f"model.onnx); '{path}' is not one — run babel-edge export --format onnx")
         from .ort import OnnxEngine
         return OnnxEngine(path, device=device, n_ctx=n_ctx, threads=threads)
+    if backend == "onnxruntime-genai":
+        from babel_edge.exporters.onnx.genai import GENAI_CONFIG
+
+        if path is None or not (Path(path) / GENAI_CONFIG).exists():
+            raise UserError(f"onnxruntime-genai runs a babel-edge ONNX export with {GENAI_CONFIG}; "
+                            f"'{path}' has none — export it (again) with babel-edge export --format onnx")
+        if device == "cuda" and not _genai_cuda():
+            raise DeviceError("--device cuda: this onnxruntime-genai build has no CUDA support; "
+                              "install onnxruntime-genai-cuda, or use --device cpu")
+        from .genai import GenaiEngine
+        return GenaiEngine(path, device=device, n_ctx=n_ctx, threads=threads)
     from .pytorch import TorchEngine
-    return TorchEngine(path, device=device, n_ctx=n_ctx)
+    return TorchEngine(path, device=device, n_ctx=n_ctx, threads=threads)
 
 
 def artefact_targets(engine: Engine) -> list[str]:
@@ -124,7 +157,8 @@ def __getattr__(name):
     # the engine classes import their back end's library only when asked for
     import importlib
 
-    where = {"TorchEngine": "pytorch", "OnnxEngine": "ort", "LlamaCppEngine": "llamacpp"}
+    where = {"TorchEngine": "pytorch", "OnnxEngine": "ort", "GenaiEngine": "genai",
+             "LlamaCppEngine": "llamacpp"}
     if name in where:
         return getattr(importlib.import_module(f"{__name__}.{where[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

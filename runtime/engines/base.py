@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -14,6 +15,75 @@ from babel_edge.errors import UserError
 # Tokens that end a chat turn in the families we run (Gemma, Qwen/ChatML, Llama 3): a
 # generation stops at them as at EOS.
 END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>")
+
+# Chat formats a server can be told to use (`--chat-template NAME`) for a model that has no
+# template of its own. Gemma's is the one babel-edge's GGUF conversion writes into the
+# tokenizer of a template-less Gemma GGUF (models/gguf_tokenizer.py), kept there so the
+# conversion can use it without importing the runtime.
+CHATML_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for m in messages %}"
+    "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}"
+)
+
+
+def named_chat_templates() -> dict[str, str]:
+    """{name: Jinja template} of the chat formats `--chat-template NAME` accepts."""
+    from babel_edge.models.gguf_tokenizer import GEMMA_CHAT_TEMPLATE
+
+    return {"gemma": GEMMA_CHAT_TEMPLATE, "chatml": CHATML_CHAT_TEMPLATE,
+            "llama3": LLAMA3_CHAT_TEMPLATE}
+
+
+def load_chat_template(spec: str) -> str:
+    """The template `--chat-template` names: one of `named_chat_templates()`, or a file
+    holding a Hugging Face-style Jinja template."""
+    named = named_chat_templates()
+    if spec in named:
+        return named[spec]
+    p = Path(spec)
+    if not p.is_file():
+        raise UserError(f"chat template '{spec}' is neither a file nor one of "
+                        f"{', '.join(named)}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the chat template {p}: {e}") from e
+    if not text.strip():
+        raise UserError(f"the chat template {p} is empty")
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"]).parse(text)
+    except TemplateSyntaxError as e:
+        raise UserError(f"the chat template {p} is not valid Jinja (line {e.lineno}: "
+                        f"{e.message})") from e
+    return text
+
+
+def own_chat_template(template) -> str | None:
+    """The chat template a model really ships with, or None for a base model.
+
+    A template equal to babel-edge's Gemma fallback is not the model's own: the GGUF
+    conversion writes it into the tokenizer of a Gemma GGUF that carries none (the embedded
+    Gemma 3 270M is such a base model), and exports copy it along. Both engines read a
+    model's template through here, so they agree on which models can chat."""
+    from babel_edge.models.gguf_tokenizer import GEMMA_CHAT_TEMPLATE
+
+    if not isinstance(template, str) or not template.strip():
+        return None
+    return None if template.strip() == GEMMA_CHAT_TEMPLATE.strip() else template
 
 
 def sample(logits: np.ndarray, temperature: float, top_p: float,
@@ -27,7 +97,8 @@ def sample(logits: np.ndarray, temperature: float, top_p: float,
     p /= p.sum()
     if top_p < 1.0:
         order = np.argsort(-p)
-        keep = np.cumsum(p[order]) - p[order] < top_p      # always keeps the top token
+        keep = np.cumsum(p[order]) - p[order] < top_p
+        keep[0] = True                                      # top_p == 0 keeps the top token
         mask = np.zeros_like(p, dtype=bool)
         mask[order[keep]] = True
         p = np.where(mask, p, 0.0)
@@ -69,7 +140,7 @@ class Engine:
     device: str = "cpu"
     n_ctx: int = 2048
     eos_ids: set[int] = set()
-    chat_template: str | None = None
+    chat_template: str | None = None    # the model's own (own_chat_template); None: a base model
     bos_token: str = ""
     eos_token: str = ""
 
@@ -119,11 +190,13 @@ class Engine:
                 return {"gpu_memory_mb": float(mb)}
         return {}
 
-    def render_chat(self, messages: list[dict]) -> list[int]:
-        """Prompt ids for chat messages through the model's own template."""
-        if not self.chat_template:
-            raise UserError(f"model '{self.name}' has no chat template; use /v1/completions")
-        text = render_template(self.chat_template, messages, self.bos_token, self.eos_token)
+    def render_chat(self, messages: list[dict], template: str | None = None) -> list[int]:
+        """Prompt ids for chat messages through `template`, by default the model's own."""
+        template = template or self.chat_template
+        if not template:
+            raise UserError(f"model '{self.name}' is a base model without a chat template of "
+                            f"its own; use completions, or give a chat template")
+        text = render_template(template, messages, self.bos_token, self.eos_token)
         # templates write BOS themselves; don't add a second one
         add_bos = not (self.bos_token and text.startswith(self.bos_token))
         return self.tokenize(text, special=True, add_bos=add_bos)
@@ -157,11 +230,15 @@ class _StepEngine(Engine):
 
 
 class _HFTokenizerMixin:
+    """Tokenizing through a Hugging Face fast tokenizer. Calls hold a lock: the Rust
+    tokenizer is not thread-safe ("Already borrowed" when a server thread encodes while the
+    generation thread decodes)."""
     tokenizer = None
 
     def _init_tokenizer(self, tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.chat_template = getattr(tokenizer, "chat_template", None)
+        self._tokenizer_lock = threading.Lock()
+        self.chat_template = own_chat_template(getattr(tokenizer, "chat_template", None))
         self.bos_token = tokenizer.bos_token or ""
         self.eos_token = tokenizer.eos_token or ""
         eos = {tokenizer.eos_token_id}
@@ -173,9 +250,11 @@ class _HFTokenizerMixin:
         self.eos_ids = {e for e in eos if e is not None}
 
     def tokenize(self, text, special=True, add_bos=True):
-        ids = self.tokenizer(text, add_special_tokens=add_bos,
-                             split_special_tokens=not special)["input_ids"]
+        with self._tokenizer_lock:
+            ids = self.tokenizer(text, add_special_tokens=add_bos,
+                                 split_special_tokens=not special)["input_ids"]
         return list(ids)
 
     def detokenize(self, ids):
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -5,16 +5,22 @@ from pathlib import Path
 
 from .base import _HFTokenizerMixin, _StepEngine
 
+
 class TorchEngine(_HFTokenizerMixin, _StepEngine):
     backend = "torch"
 
-    def __init__(self, spec: str | Path | None, device: str = "cpu", n_ctx: int = 2048):
-        from babel_edge.models import load_model
+    def __init__(self, spec, device: str = "cpu", n_ctx: int = 2048, threads: int | None = None):
+        """spec: what load_model accepts, or a LoadedModel already in memory; threads: torch's
+        intra-op threads for this process (None: torch's default)."""
+        from babel_edge.models import as_loaded
 
-        self.lm = load_model(str(spec) if spec else None, device=device)
-        self.model = self.lm.model
+        if threads:
+            import torch
+            torch.set_num_threads(threads)
+        self.lm = as_loaded(spec)
+        self.model = self.lm.model.to(device)
         self.path = self.lm.path
-        self.name, self.device, self.n_ctx = self.lm.path.name, device, n_ctx
+        self.name, self.device, self.n_ctx = Path(self.lm.path).name, device, n_ctx
         self._init_tokenizer(self.lm.tokenizer)
 
     def _step(self, ids, state):
