@@ -12,6 +12,7 @@ from babel_edge.models.tiny import build_tiny_model
 from babel_edge.profile import (_special_ids, _tokenize, iter_batches, load_profile, make_batches,
                                 partial_dir_for,
                                 profile_model, read_neurons, record_language, save_profile,
+                                top_k_for,
                                 take_sequences)
 
 
@@ -117,10 +118,21 @@ def test_recording_never_changes_output(planted):
     with torch.no_grad(), read_neurons(lm.model, reduce):
         out = lm.model(ids).logits
     assert torch.equal(ref, out) and seen == [0, 1, 2, 3]
-    # the real reducer too, and the hooks are gone afterwards (also after an error)
-    p_ids = _tokenize(lm.tokenizer)
-    special = _special_ids(lm.tokenizer)
-    seqs, _ = take_sequences(texts["yy"][:3], p_ids, 10_000, 64, special)
+    # the real reducer too: it counts, and the output stays the same
+    from babel_edge.profile.data import LangStats
+    from babel_edge.profile.record import _stats_reducer
+
+    em, base = random_split([256] * 4, 32, seed=0), random_split([256] * 4, 32, seed=1)
+    stats = LangStats.zeros(em, base)
+    maps = ([em.one_hot(i) for i in range(4)], [base.one_hot(i) for i in range(4)])
+    ks = ([top_k_for(em.n_experts(i), 0.25) for i in range(4)],
+          [top_k_for(base.n_experts(i), 0.25) for i in range(4)])
+    with torch.no_grad(), read_neurons(lm.model, _stats_reducer(stats, [torch.arange(ids.numel())],
+                                                                maps, ks)):
+        out = lm.model(ids).logits
+    assert torch.equal(ref, out)
+    assert all(int(c.sum()) == ids.numel() * ks[0][i] for i, c in enumerate(stats.expert_count))
+    # the hooks are gone afterwards, also after an error
     with pytest.raises(RuntimeError):
         with read_neurons(lm.model, lambda i, a: (_ for _ in ()).throw(RuntimeError("boom"))):
             with torch.no_grad():
@@ -128,7 +140,6 @@ def test_recording_never_changes_output(planted):
     assert all(not layer.mlp.down_proj._forward_pre_hooks for layer in lm.model.model.layers)
     with torch.no_grad():
         assert torch.equal(lm.model(ids).logits, ref)
-    assert seqs
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])

@@ -12,10 +12,10 @@ import sys
 
 from .. import __version__
 
-# pipeline order: what there is -> profile -> report -> prune -> eval -> export -> serve/bench
-# -> the main job -> the wizard
-VERBS = ("models", "profile", "report", "prune", "evaluate", "export", "serve", "bench", "build",
-         "tui")
+# pipeline order: what there is -> profile -> report -> prune -> heal -> eval -> export -> serve/bench
+# -> the main job -> the frontier -> the wizard
+VERBS = ("models", "profile", "report", "prune", "heal", "evaluate", "export", "serve", "bench",
+         "build", "frontier", "tui")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,9 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from .. import distributed as dd
     from ..errors import user_error_types
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    nproc = getattr(args, "nproc", None)
+    if nproc and nproc > 1 and not dd.launched():          # --nproc N: run under torchrun
+        i = argv.index("--nproc")
+        return dd.relaunch(nproc, argv[:i] + argv[i + 2:])
+    if dd.launched():
+        dd.init(getattr(args, "device", "cpu") or "cpu")
+        if not dd.is_main():
+            os.environ["BABEL_EDGE_QUIET"] = "1"              # one set of progress bars
     try:
         return args.func(args)
     except user_error_types() as e:
@@ -45,3 +57,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("babel-edge: interrupted", file=sys.stderr)
         return 130
+    finally:
+        dd.finish()

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..profile import DEFAULT_MIN_TOKENS, DEFAULT_TOKENS_PER_LANG
-from .common import CORPUS_HELP, MODEL_HELP, note
+from .common import CORPUS_HELP, LANGS_HELP, MODEL_HELP, add_nproc, note
 
 PROFILE_DESCRIPTION = f"""\
 Measure which FFN experts fire for which language.
@@ -32,7 +32,7 @@ def register(sub) -> None:
                        description=PROFILE_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--model", help=MODEL_HELP)
-    s.add_argument("--langs", help="comma-separated language codes (default: every corpus language)")
+    s.add_argument("--langs", help=LANGS_HELP)
     s.add_argument("--corpus", help=CORPUS_HELP + " (default: the built-in corpus's profile split)")
     s.add_argument("--tokens-per-lang", type=int, default=DEFAULT_TOKENS_PER_LANG, metavar="N",
                    help=f"text tokens read per language (default {DEFAULT_TOKENS_PER_LANG})")
@@ -52,6 +52,10 @@ def register(sub) -> None:
                    help="longest sequence in tokens; longer paragraphs are cut into pieces (default 256)")
     s.add_argument("--seed", type=int, default=0, help="seed of the expert split (default 0)")
     s.add_argument("--out", required=True, metavar="FILE", help="profile file to write (.safetensors)")
+    s.add_argument("--exclude-domain", action="append", metavar="DOMAIN",
+                   help="corpus domain not to read (repeatable; default: the domain evaluation "
+                        "holds out as unseen for these languages; --exclude-domain '' reads all)")
+    add_nproc(s)
     s.set_defaults(func=run)
 
 
@@ -60,26 +64,42 @@ def run(args) -> int:
     from ..errors import UserError
     from ..models import load_model
     from ..profile import partial_dir_for, profile_model, remove_partial, save_profile
+    from ..profile.run import check_settings
     from .common import load_corpus_arg
 
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out '{out}' is a directory; give a file name such as "
                         f"{out / 'model.profile.safetensors'}")
+    if not out.parent.is_dir():
+        raise UserError(f"--out '{out}': folder '{out.parent}' does not exist; create it first")
     langs = parse_langs(args.langs) if args.langs else None
     corpus = load_corpus_arg(args.corpus, langs)
-    langs = langs or corpus.languages()
-    for lang in langs:
-        corpus.texts(lang, "profile")        # fail on a language the corpus lacks before loading
+    # the corpus's own tags ("zh" -> "zh-Hans"); a language the corpus lacks fails here
+    langs = parse_langs(langs, corpus) if langs else corpus.languages()
+    check_settings(langs, args.tokens_per_lang, args.min_tokens, args.top_k_share,
+                   args.batch_size, args.max_len, args.split)   # all before the model loads
+    if args.experts_size < 1:
+        raise UserError(f"--experts-size must be a positive number of neurons, not {args.experts_size}")
+    if args.exclude_domain is not None:
+        excluded = tuple(d for d in args.exclude_domain if d)
+    else:          # the domain these languages' evaluation holds out (as prune/eval choose it)
+        unseen = corpus.unseen_domain(langs) if hasattr(corpus, "unseen_domain") else None
+        excluded = (unseen,) if unseen else ()
     lm = load_model(args.model)
     part = partial_dir_for(out)
     profile = profile_model(
-        lm, langs, lambda lang: corpus.texts(lang, "profile"),
+        lm, langs, lambda lang: corpus.texts(lang, "profile", exclude=excluded),
         tokens_per_lang=args.tokens_per_lang, min_tokens=args.min_tokens,
         expert_size=args.experts_size, split=args.split, top_k_share=args.top_k_share,
         batch_size=args.batch_size, max_len=args.max_len, seed=args.seed,
         corpus=getattr(corpus, "origin", args.corpus or "built-in"), partial_dir=part,
         language_extra={st.code: {"source": st.source} for st in corpus.stats()}, warn=note)
+    from .. import distributed as dd
+
+    profile.header["run"]["domains_excluded"] = list(excluded)
+    if not dd.is_main():                      # rank 0 writes the one file
+        return 0
     save_profile(profile, out)
     remove_partial(part)
     run = profile.header["run"]

@@ -80,11 +80,18 @@ class Profile:
         return self.header["model"]["fingerprint"]
 
     def lang_index(self, code: str) -> int:
-        try:
+        if code in self.langs:
             return self.langs.index(code)
-        except ValueError:
+        from ..corpus import UnknownLanguageError, match_tag
+
+        try:      # the same language under another tag: "zh" for a "zh-Hans" profile
+            hit = match_tag(code, self.langs)
+        except UnknownLanguageError:
+            hit = None
+        if hit is None:
             raise UserError(f"language '{code}' is not in this profile "
-                            f"({', '.join(self.langs)}); profile it first") from None
+                            f"({', '.join(self.langs)}); profile it first")
+        return self.langs.index(hit)
 
     def language_info(self) -> list[dict]:
         return self.header["languages"]

@@ -97,8 +97,11 @@ def expert_maps(model, split: str, expert_size: int, seed: int,
     widths = [v.width for v in ffn_layers(model)]
     if split == "coactivation":
         seqs = sample()
+        from .. import distributed as dd
+
         with status(f"recording co-activations on {_count(seqs, special):,} tokens"):
-            coact = record_coactivation(model, batch(seqs), widths)
+            coact = record_coactivation(model, list(dd.shard(batch(seqs))), widths)
+            dd.all_reduce_(coact)
         emap = coactivation_split(coact, expert_size, seed)
     else:
         emap = build_expert_map(model, expert_size, split, seed)
@@ -110,7 +113,13 @@ def record_languages(model, langs, scanned, batches_for: Callable[[str], Iterato
                      emap: ExpertMap, baseline: ExpertMap, top_k_share: float,
                      part: Path | None, run_key: dict) -> tuple[dict[str, LangStats], list[str], float]:
     """Every language's LangStats; languages finished by an interrupted run (same settings,
-    same text) are read back from `part`. Returns (stats, recorded languages, seconds)."""
+    same text) are read back from `part`. Returns (stats, recorded languages, seconds).
+    Under torchrun, each rank records its share of the batches (batches_for shards them: the
+    same batches a single process makes, batch i to rank i mod world, so per-batch sums are
+    bit for bit those of one process) and the counts and sums are added up across ranks
+    before anything is saved (rank 0 saves)."""
+    from .. import distributed as dd
+
     stats: dict[str, LangStats] = {}
     todo = []
     for lang in langs:
@@ -125,12 +134,16 @@ def record_languages(model, langs, scanned, batches_for: Callable[[str], Iterato
         done = [0]
         for lang in todo:
             def adv(n: int, lang=lang) -> None:
+                n *= dd.world()                      # every rank reads about as much
                 done[0] += n
                 rate = done[0] / max(time.perf_counter() - t0, 1e-9)
                 advance(n, extra=f"{lang}  {rate:,.0f} tok/s")
 
-            stats[lang] = record_language(model, batches_for(lang), emap, baseline, top_k_share, adv)
-            if part:
+            st = record_language(model, batches_for(lang), emap, baseline, top_k_share, adv)
+            dd.all_reduce_([t for name in _FIELDS for t in getattr(st, name)])
+            st.tokens = dd.all_reduce_int(st.tokens)
+            stats[lang] = st
+            if part and dd.is_main():
                 _save_partial(part, lang, run_key, scanned[lang][0], stats[lang])
     return stats, todo, time.perf_counter() - t0
 
@@ -165,8 +178,11 @@ def profile_model(lm, langs: Sequence[str], texts_for: Callable[[str], Sequence[
         batch=lambda seqs: make_batches(seqs, batch_size, pad_id, special), special=special)
     run_key = {"fingerprint": lm.fingerprint, "experts": emap.digest(), "baseline": baseline.digest(),
                "top_k_share": top_k_share, "version": FORMAT_VERSION}
+    from .. import distributed as dd
+
     stats, todo, seconds = record_languages(
-        model, langs, scanned, lambda lang: iter_batches(sequences(lang), batch_size, pad_id, special),
+        model, langs, scanned,
+        lambda lang: dd.shard(iter_batches(sequences(lang), batch_size, pad_id, special)),
         emap, baseline, top_k_share, Path(partial_dir) if partial_dir else None, run_key)
     widths = emap.widths()
     header = {
@@ -182,6 +198,7 @@ def profile_model(lm, langs: Sequence[str], texts_for: Callable[[str], Sequence[
                            tokens=stats[lang].tokens,
                            sequences=scanned[lang][2]) for lang in langs],
         "run": {"corpus": corpus, "split": "profile", "tokens_per_lang": tokens_per_lang,
+                "processes": dd.world(),
                 "min_tokens": min_tokens, "max_len": max_len, "batch_size": batch_size,
                 "seed": seed, "seconds_recording": round(seconds, 2),
                 "tokens_recorded": sum(scanned[lang][1] for lang in todo),
