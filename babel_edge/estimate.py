@@ -42,6 +42,7 @@ class ModelShape:
     ffn_widths: tuple[int, ...]    # per layer
     vocab: int
     params: int                    # every stored parameter (safetensors headers)
+    tied: bool = True              # the output head shares the embedding's rows
 
     @property
     def ffn_params(self) -> int:
@@ -61,7 +62,8 @@ def model_shape(model_dir: str | Path) -> ModelShape:
     ffn = cfg.get("ffn_widths") or cfg.get("intermediate_size")
     widths = tuple(int(w) for w in ffn) if isinstance(ffn, list) else (int(ffn),) * n
     return ModelShape(name=d.name, hidden=int(cfg["hidden_size"]), ffn_widths=widths,
-                      vocab=int(cfg.get("vocab_size") or 0), params=safetensors_params(d))
+                      vocab=int(cfg.get("vocab_size") or 0), params=safetensors_params(d),
+                      tied=bool(cfg.get("tie_word_embeddings", True)))
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Estimate:
     ffn_before: int
     ffn_after: int
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)   # "gguf q8_0" -> (dense, pruned) bytes
+    vocab_before: int = 0
+    vocab_after: int | None = None         # kept tokens when the vocabulary is trimmed to a size
 
     @property
     def realized_rate(self) -> float:
@@ -91,32 +95,48 @@ def file_bytes(params: int, fmt: str, precision: str) -> int:
 def plan_estimate(shape: ModelShape, rate: float, schedule: str = "adaptive",
                   granularity: str = "neuron", signal: Sequence[float] | None = None,
                   expert_size: int = DEFAULT_EXPERT_SIZE, multiple_of: int = DEFAULT_MULTIPLE_OF,
-                  min_keep: float = 0.1, formats: Mapping[str, str | None] | None = None) -> Estimate:
+                  min_keep: float = 0.1, formats: Mapping[str, str | None] | None = None,
+                  vocab_size: int | None = None) -> Estimate:
     """Parameters and sizes after pruning `shape` at `rate` (UserError when the plan is impossible).
 
     `signal`: the adaptive schedule's g_l per layer (see adaptive_signal); without it the
-    adaptive per-layer widths are left out, the totals stay exact.
+    adaptive per-layer widths are left out, the totals stay exact (the `search` schedule's
+    widths are found at build time: totals only). `vocab_size`: the vocabulary trimmed to
+    that many tokens (embedding, and an untied head, shrink by the dropped rows); rate 0 is
+    then allowed (no FFN pruning).
     """
-    if schedule not in ("adaptive", "uniform"):
-        raise UserError(f"unknown schedule '{schedule}'; choose adaptive or uniform")
+    from .prune.options import SCHEDULES
+
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown schedule '{schedule}'; choose one of {', '.join(SCHEDULES)}")
     unit = prune_schedule.unit_for(granularity, multiple_of, expert_size)
     full = list(shape.ffn_widths)
     use_signal = signal if schedule == "adaptive" else None
-    # layer_widths checks the rate, the units and the floors exactly as prune's plan does
-    widths = prune_schedule.layer_widths(full, rate, use_signal, unit, min_keep)
+    if rate == 0 and vocab_size is not None:
+        widths = list(full)
+    else:      # layer_widths checks the rate, the units and the floors exactly as prune's plan does
+        widths = prune_schedule.layer_widths(full, rate, use_signal, unit, min_keep)
     kept = sum(widths)
     ffn_after = 3 * shape.hidden * kept
     after = shape.params - shape.ffn_params + ffn_after
+    if vocab_size is not None:
+        if not 0 < vocab_size:
+            raise UserError(f"the kept vocabulary must be positive, not {vocab_size}")
+        dropped = max(0, shape.vocab - vocab_size)
+        after -= dropped * shape.hidden * (1 if shape.tied else 2)
     sizes = {}
     for fmt, prec in (formats or {}).items():
         if prec:
             sizes[f"{fmt} {prec}"] = (file_bytes(shape.params, fmt, prec), file_bytes(after, fmt, prec))
-    exact_widths = schedule == "uniform" or signal is not None
+    exact_widths = schedule == "uniform" or (schedule == "adaptive" and signal is not None) \
+        or rate == 0
     return Estimate(rate=rate, schedule=schedule, granularity=granularity, unit=unit,
                     kept_neurons=kept, widths_before=tuple(full),
                     widths=tuple(widths) if exact_widths else None,
                     params_before=shape.params, params_after=after,
-                    ffn_before=shape.ffn_params, ffn_after=ffn_after, sizes=sizes)
+                    ffn_before=shape.ffn_params, ffn_after=ffn_after, sizes=sizes,
+                    vocab_before=shape.vocab,
+                    vocab_after=min(vocab_size, shape.vocab) if vocab_size else None)
 
 
 # ------------------------------------------------------------------ profiles of a model

@@ -48,11 +48,11 @@ class BuildOptions:
 
     def validate(self) -> list[str]:
         """The target languages, parsed; UserError for anything wrong (before any work)."""
-        from .corpus import parse_langs
+        from .corpus import load_corpus, parse_langs
 
-        langs = parse_langs(self.langs)
-        check_rate(self.rate)
+        langs = parse_langs(self.langs, load_corpus())     # the corpus's own tags (zh -> zh-Hans)
         self.prune.validate()
+        check_rate(self.rate, allow_zero=self.prune.trim_vocab)
         if self.gguf_quant:
             self.gguf_quant = P.get("gguf", self.gguf_quant).name
         if self.onnx_precision:
@@ -96,22 +96,27 @@ def profile_cache_path(fingerprint: str, langs: Sequence[str], tokens_per_lang: 
     from .corpus import corpus_digest
     from .models import cache_dir
 
-    key = json.dumps({"fp": fingerprint, "langs": sorted(langs), "tokens": tokens_per_lang,
+    key = json.dumps({"fp": fingerprint, "langs": sorted(langs), "tokens": tokens_per_lang, "text": "fitting",
                       "corpus": corpus_digest(), "v": __version__}, sort_keys=True)
     h = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / "profiles" / f"{h}.profile.safetensors"
 
 
-def profile_step(run: _Run, lm, corpus) -> Path:
-    """The targets' profile, from the cache when this model, text and setting were seen."""
+def profile_step(run: _Run, lm, corpus) -> Path | None:
+    """The targets' profile, from the cache when this model, text and setting were seen (None
+    when nothing reads it: rate 0 trims the vocabulary only)."""
     from .profile import load_profile, profile_model, save_profile
 
+    if run.opts.rate == 0:
+        return None
     path = profile_cache_path(lm.fingerprint, run.langs, run.opts.tokens_per_lang)
     if path.exists():
         load_profile(path, model_fingerprint=lm.fingerprint)     # readable and of this model
         run.summary["profile_cached"] = True
     else:
-        profile = profile_model(lm, run.langs, lambda l: corpus.texts(l, "profile"),
+        from .prune.run import fitting_texts
+
+        profile = profile_model(lm, run.langs, fitting_texts(corpus, run.langs),
                                 tokens_per_lang=run.opts.tokens_per_lang)
         save_profile(profile, path)
         run.summary["profile_cached"] = False
@@ -125,7 +130,9 @@ def prune_step(run: _Run, profile: Path) -> Path:
     pruned_dir = run.out / "pruned"
     # an earlier pruned model at the same path is replaced (atomically) by prune itself
     prune(run.opts.model, profile, run.langs, run.opts.rate, pruned_dir, options=run.opts.prune,
-          other_langs=run.opts.other_langs)
+          other_langs=run.opts.other_langs,
+          heal_progress=lambda stage, done, total, extra: run.step(
+              "prune", done, total, f"healing: {stage} {extra}".strip()))
     run.summary["artefacts"]["pruned_model"] = str(pruned_dir)
     return pruned_dir
 
@@ -166,7 +173,8 @@ def bench_step(run: _Run, artefacts: list[tuple[str, str]]) -> None:
                       key=lambda s: (s.backend, s.label != "dense"))
     others = [l for l in run.opts.other_langs if l not in run.langs]
     res = run_bench(subjects, "cpu", run.opts.bench_rounds, None, run.langs + others,
-                    progress=lambda done, total, what: run.step("bench", done, total, what))
+                    progress=lambda done, total, what: run.step("bench", done, total, what),
+                    targets=run.langs)
     res["targets"] = run.langs
     bdir = run.out / "bench"
     write_results(res, bdir, run.langs)

@@ -1,13 +1,14 @@
 """GGUF export of the embedded Gemma 3 270M, dense vs FFN-pruned at rate 0.5: sizes, tensor
 types, parity and time per export.
 
-    python bench/bench_export_gguf.py [--quants f16,q8_0,q4_k_m] [--threads 1] [--out DIR]
+    python bench/bench_export_gguf.py [--quants f16,q8_0,...] [--threads 1] [--out DIR]
 
-The pruned model is made here, in memory, so the benchmark does not depend on a
-profile: per-layer widths drawn with a fixed seed (multiples of 32, 50% of the
-FFN in total), and in each layer the neurons with the largest activation mass on
-en/de/fr text (mean |a| x down-projection column norm) are kept — the same
-importance `babel-edge prune --strategy mass` uses, without compensation.
+The parity gates in babel_edge/precision.py are set from this benchmark's JSON.
+
+The pruned model is made here by the real pruner (`prune_loaded`, the default mass
+strategy with compensation, calibrated on en/de/fr profile-split text) at per-layer
+widths drawn with a fixed seed (multiples of 32, 50% of the FFN in total), so the
+benchmark needs no profile and the gemma4 rewrite sees widths that differ per layer.
 The dense model exports to its native `gemma3`; the pruned one to `gemma4`
 (per-layer widths) and, as the reference, to `gemma3` zero-padded to 2048 (same
 function, no savings): the two llama.cpp files are compared with each other too.
@@ -25,39 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from babel_edge import precision as P
+
 ROOT = Path(__file__).resolve().parent
 RATE = 0.5
 SEED = 0
 LANGS = ("en", "de", "fr")
-
-
-def activation_mass(model, tokenizer, texts, max_tokens: int = 1024) -> list[torch.Tensor]:
-    """Per layer [F]: mean |input of down_proj| over the texts' tokens."""
-    from babel_edge.models.adapters import ffn_layers
-
-    views = ffn_layers(model)
-    sums = [torch.zeros(v.width, dtype=torch.float64) for v in views]
-    count = [0]
-    def hook(i):
-        def pre(_mod, args):               # returns None: the input is left as it is
-            sums[i].add_(args[0].abs().sum(dim=(0, 1)).double())
-        return pre
-
-    hooks = [v.down.register_forward_pre_hook(hook(v.index)) for v in views]
-    try:
-        seen = 0
-        with torch.inference_mode():
-            for t in texts:
-                ids = tokenizer(t, return_tensors="pt")["input_ids"][:, :256]
-                model(input_ids=ids)
-                count[0] += ids.shape[1]
-                seen += ids.shape[1]
-                if seen >= max_tokens:
-                    break
-    finally:
-        for h in hooks:
-            h.remove()
-    return [s / max(count[0], 1) for s in sums]
 
 
 def random_widths(full: int, n: int, rate: float, seed: int, unit: int = 32) -> list[int]:
@@ -72,22 +46,29 @@ def random_widths(full: int, n: int, rate: float, seed: int, unit: int = 32) -> 
     return w
 
 
-def prune_in_memory(model, tokenizer, texts, rate: float = RATE, seed: int = SEED) -> list[int]:
-    from babel_edge.models.adapters import ffn_layers
-    from babel_edge.prune.model_dir import shrink_layer
+def prune_real(lm, texts_for, rate: float = RATE, seed: int = SEED):
+    """The real pruner (babel_edge.prune.prune_loaded, mass strategy with compensation, from a
+    2,048-token-per-language profile of the targets' profile split) at seeded per-layer widths;
+    returns (LoadedModel with the pruned model, widths)."""
+    import dataclasses
 
-    views = ffn_layers(model)
-    mass = activation_mass(model, tokenizer, texts)
+    from babel_edge.models.adapters import ffn_layers
+    from babel_edge.prune import PruneOptions, prune_loaded
+
+    from babel_edge.profile import profile_model
+
+    views = ffn_layers(lm.model)
     widths = random_widths(views[0].width, len(views), rate, seed)
-    for v, w in zip(views, widths):
-        score = mass[v.index].float() * v.down.weight.norm(dim=0)
-        shrink_layer(model, v.index, torch.sort(torch.topk(score, w).indices).values)
-    return widths
+    profile = profile_model(lm, list(LANGS), texts_for, tokens_per_lang=2048)
+    model, _plan = prune_loaded(lm, list(LANGS), rate, PruneOptions(calib_tokens=4096),
+                                profile=profile, texts_for=texts_for, widths=widths)
+    return dataclasses.replace(lm, model=model), widths
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quants", default="f16,q8_0,q4_k_m")
+    ap.add_argument("--quants", default=",".join(P.names("gguf")),
+                    help="GGUF precisions (default: every one in babel_edge.precision)")
     ap.add_argument("--threads", type=int, default=None,
                     help="llama.cpp/torch threads (default: all cores; on a busy machine 1 is faster)")
     ap.add_argument("--out", default="/tmp/babel-edge-bench-gguf")
@@ -127,7 +108,7 @@ def main(argv=None) -> int:
     if not args.skip_dense:
         for q in quants:
             run(lm, "dense", q)
-    widths = prune_in_memory(lm.model, lm.tokenizer, calib)
+    lm, widths = prune_real(lm, lambda l: corpus.texts(l, "profile"))
     print("pruned widths", widths, flush=True)
     files = {}
     for q in quants:

@@ -41,6 +41,9 @@ PARITY_PROMPTS = [
 PARAGRAPH_LANGS = ("en", "de", "fr", "ru", "zh")
 N_PARAGRAPHS = 4
 PARAGRAPH_TOKENS = 128
+LONG_PAST_WINDOW = 32        # the long sequence runs this far past the sliding window
+LONG_MIN = 160
+DECODE_STEPS = 8             # the last tokens of each sequence go one at a time through the cache
 
 
 class ParityError(RuntimeError):
@@ -183,10 +186,40 @@ def _parity_texts(langs: tuple[str, ...], split: str, n: int) -> tuple[str, ...]
     return tuple(out)
 
 
-def parity_ids(tokenizer, target_langs: Sequence[str] = ()) -> tuple[list[list[int]], list[list[int]]]:
+def long_length(config) -> int:
+    """Tokens of the long parity sequence: past the model's sliding window (Gemma 3: 512), so
+    the windowed layers' masking is checked, within its context."""
+    window = getattr(config, "sliding_window", None) or 0
+    return int(min(max(window + LONG_PAST_WINDOW, LONG_MIN), getattr(config, "max_position_embeddings",
+                                                                         4096) - 1))
+
+
+def long_ids(tokenizer, config, target_langs: Sequence[str] = ()) -> list[int]:
+    """One long sequence (BOS + eval paragraphs of the first target language, joined) of
+    long_length(config) tokens."""
+    from ..corpus import load_corpus
+
+    n = long_length(config)
+    corpus = load_corpus()
+    lang = next((l for l in list(target_langs) + ["en"] if l in corpus), "en")
+    ids: list[int] = []
+    texts = corpus.texts(lang, "eval")
+    for i in range(0, len(texts), 16):
+        ids = list(tokenizer("\n\n".join(texts[:i + 16]), add_special_tokens=True)["input_ids"])
+        if len(ids) >= n:
+            break
+    return ids[:n]
+
+
+def parity_ids(tokenizer, target_langs: Sequence[str] = (), config=None
+               ) -> tuple[list[list[int]], list[list[int]]]:
     """(prompt ids, paragraph ids) for parity, tokenized with the model's own tokenizer;
-    paragraphs cut to PARAGRAPH_TOKENS."""
+    paragraphs cut to PARAGRAPH_TOKENS; with the model's `config`, one long sequence past its
+    sliding window is added to the paragraphs (last)."""
     enc = lambda t: list(tokenizer(t, add_special_tokens=True)["input_ids"])  # noqa: E731
     prompts = [enc(p) for p in PARITY_PROMPTS]
     paragraphs = [enc(t)[:PARAGRAPH_TOKENS] for t in parity_texts(target_langs)]
-    return prompts, [p for p in paragraphs if len(p) > 1]
+    paragraphs = [p for p in paragraphs if len(p) > 1]
+    if config is not None:
+        paragraphs.append(long_ids(tokenizer, config, target_langs))
+    return prompts, paragraphs

@@ -15,6 +15,8 @@ import os
 import gguf
 import numpy as np
 import pytest
+
+from babel_edge import precision as P
 import torch
 
 from babel_edge.exporters.gguf import export_gguf, summary_path
@@ -106,6 +108,27 @@ def test_q8_0_per_layer(tiny_dirs, tmp_path, family):
     text = llm.create_completion("Die Hauptstadt", max_tokens=6, temperature=0.0)["choices"][0]["text"]
     llm.close()
     assert isinstance(text, str) and text
+
+
+@pytest.mark.parametrize("quant", [q for q in P.names("gguf") if P.get("gguf", q).llama_ftype])
+def test_every_quantized_precision_goes_through_llama_cpp(tiny_dirs, tmp_path, quant):
+    """Each quantized row of the precision table names a real llama.cpp file type: llama.cpp's
+    quantizer writes it from our F32 file, the weights are no longer float, the file is smaller
+    and llama.cpp runs it. (Its parity gate is set on the real model: bench_export_gguf.py;
+    a tiny random model's near-uniform logits flip top-1 under any 5-bit noise.)"""
+    lm = tiny(tiny_dirs, "llama", True)
+    src = tmp_path / "f32.gguf"
+    export_gguf(lm, src, "f32", threads=T, verbose=False)
+    dst = tmp_path / f"{quant}.gguf"
+    gguf_llama.quantize(src, dst, P.get("gguf", quant).llama_ftype, threads=T)
+    types = gguf_llama.tensor_types(dst)
+    assert set(types["count"]) - {"F32", "F16", "BF16"}, types["count"]
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    ids = lm.tokenizer("The capital of France is Paris.")["input_ids"]
+    r = gguf_llama.LlamaRunner(dst, 64, T)
+    logits = r.logits(ids)
+    r.close()
+    assert logits.shape[0] == len(ids) and np.isfinite(logits).all()
 
 
 def test_every_supported_family_is_covered():
@@ -209,6 +232,50 @@ def test_parity_miss_raises_and_leaves_nothing(tiny_dirs, tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]
 
 
+def _drop_one_unit(real):
+    """gguf_tensors with layer 1's FFN one unit (32 neurons) narrower: a wrong width."""
+    def broken(model, layout, calib_ids=None):
+        out, info = real(model, layout, calib_ids)
+        for kind in ("ffn_gate", "ffn_up"):
+            out[f"blk.1.{kind}.weight"] = out[f"blk.1.{kind}.weight"][:-32]
+        out["blk.1.ffn_down.weight"] = out["blk.1.ffn_down.weight"][:, :-32]
+        layout.stored[1] -= 32
+        return out, info
+    return broken
+
+
+@pytest.mark.parametrize("family, quant", [("llama", "f32"), ("llama", "q8_0"),
+                                           ("gemma3_text", "f32"), ("gemma3_text", "q8_0")])
+def test_a_layer_one_unit_short_fails_every_gate(tiny_dirs, tmp_path, monkeypatch, family, quant):
+    import babel_edge.exporters.gguf as gguf_export
+
+    lm = tiny(tiny_dirs, family, True)
+    monkeypatch.setattr(gguf_export, "gguf_tensors", _drop_one_unit(gguf_export.gguf_tensors))
+    with pytest.raises(ParityError, match="parity"):
+        export_gguf(lm, tmp_path / "m.gguf", quant, threads=T, verbose=False)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("quant", ["f32", "q8_0"])
+def test_a_wrong_v_scale_fails_the_gate(tiny_dirs, tmp_path, monkeypatch, quant):
+    """gemma4's V scale too large (V no longer far below the norm's eps): its weightless V norm
+    normalises every head instead of being a fixed linear map."""
+    from babel_edge.exporters.gguf import gemma4
+
+    real = gemma4.linearise_v_norm
+
+    def off_by_two(out, cfg, n, hd, observed):
+        info = real(out, cfg, n, hd, observed)
+        for il, log2 in enumerate(info["log2_v_scale"]):
+            out[f"blk.{il}.attn_v.weight"] = out[f"blk.{il}.attn_v.weight"] * np.float32(2.0 ** -log2)
+        return info
+
+    lm = tiny(tiny_dirs, "gemma3_text", True)
+    monkeypatch.setattr(gemma4, "linearise_v_norm", off_by_two)
+    with pytest.raises(ParityError, match="parity"):
+        export_gguf(lm, tmp_path / "m.gguf", quant, threads=T, verbose=False)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def run_cli(argv, capsys):
@@ -270,39 +337,32 @@ def test_cli_help_lists_everything(capsys):
 def test_embedded_pruned_half_exports_as_gemma4_q8_0(embedded, tmp_path):
     """Gemma 3 270M, FFN pruned in memory to ~50% with per-layer widths (neurons with the
     largest activation mass kept) -> gemma4 GGUF q8_0 -> loads, passes parity, generates."""
-    import copy
+    import dataclasses
 
     from babel_edge.corpus import load_corpus
-    from babel_edge.models.loader import LoadedModel
+    from babel_edge.profile import profile_model
+    from babel_edge.prune import PruneOptions, prune_loaded
 
-    model = copy.deepcopy(embedded.model)
-    views = ffn_layers(model)
-    mass = [torch.zeros(v.width) for v in views]
-    def hook(i):
-        def pre(_mod, args):               # returns None: the input is left as it is
-            mass[i].add_(args[0].abs().sum(dim=(0, 1)))
-        return pre
-
-    hooks = [v.down.register_forward_pre_hook(hook(v.index)) for v in views]
-    texts = [t for lang in ("en", "de", "fr") for t in load_corpus().texts(lang, "profile")[:3]]
-    with torch.inference_mode():
-        for t in texts:
-            model(input_ids=embedded.tokenizer(t, return_tensors="pt")["input_ids"][:, :128])
-    for h in hooks:
-        h.remove()
+    corpus = load_corpus()
+    texts_for = lambda l: corpus.texts(l, "profile")  # noqa: E731
     g = torch.Generator().manual_seed(0)
-    widths = [int(w) * 32 for w in torch.randint(24, 41, (len(views),), generator=g)]  # 768..1280
-    for v, w in zip(views, widths):
-        score = mass[v.index] * v.down.weight.norm(dim=0)
-        shrink_layer(model, v.index, torch.sort(torch.topk(score, w).indices).values)
-    lm = LoadedModel(model, embedded.tokenizer, embedded.spec, embedded.path, embedded.arch,
-                     embedded.family, embedded.fingerprint)
+    n = len(ffn_layers(embedded.model))
+    widths = [int(w) * 32 for w in torch.randint(24, 41, (n,), generator=g)]  # 768..1280
+    widths[-1] += 18 * 1024 - sum(widths)               # the rate-0.5 budget, exactly
+    prof = profile_model(embedded, ["en", "de", "fr"], texts_for, tokens_per_lang=512, min_tokens=256)
+    model, plan = prune_loaded(embedded, ["en", "de", "fr"], 0.5, PruneOptions(calib_tokens=2048),
+                               profile=prof, texts_for=texts_for,    # mass: massive neurons stay
+                               widths=widths)
+    lm = dataclasses.replace(embedded, model=model)
     out = tmp_path / "pruned-q8_0.gguf"
     s = export_gguf(lm, out, "q8_0", verbose=False)
     assert s["architecture"] == "gemma4" and s["padded"] is None
     assert s["ffn_widths"] == widths and s["parity"]["passed"]
     assert s["tokenizer"]["check"]["mismatched"] == []
+    assert s["parity"]["long_sequence_tokens"] > 512              # past Gemma 3's sliding window
     meta, tensors = fields(out)
+    assert meta["babel_edge.source_architecture"] == "gemma3"
+    assert "V" in meta["babel_edge.rewrite"] and meta["babel_edge.gemma4.v_norm_gain_error_bound"] > 0
     assert list(meta["gemma4.feed_forward_length"]) == widths
     assert [int(tensors[f"blk.{i}.ffn_gate.weight"].shape[1]) for i in range(len(views))] == widths
     assert s["sample"]["greedy"].strip()

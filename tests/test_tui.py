@@ -237,12 +237,13 @@ FAKE_SUMMARY = {
                 for k, b, d in (("gguf_dense", 2_400_000, 2.1e-5), ("gguf_pruned", 1_700_000, 3.4e-5))},
 }
 FAKE_BENCH = {
+    "unseen_domain": "handbook",
     "results": [
         {"label": lab, "backend": "llama.cpp", "file_bytes": fb, "peak_rss_mb": {"median": rss},
          "prefill512_tok_s": {"median": pf}, "decode_tok_s": {"median": dc},
-         "ppl": {"en": {"ppl": p1}, "de": {"ppl": p2}, "ru": {"ppl": p3}}}
-        for lab, fb, rss, pf, dc, p1, p2, p3 in (("dense", 2_400_000, 310, 9000.0, 800.0, 510.2, 498.7, 520.1),
-                                                  ("pruned", 1_700_000, 290, 11000.0, 950.0, 515.0, 505.3, 540.9))],
+         "ppl": {"en": {"bits_per_byte": p1}, "de": {"bits_per_byte": p2}, "ru": {"bits_per_byte": p3}}}
+        for lab, fb, rss, pf, dc, p1, p2, p3 in (("dense", 2_400_000, 310, 9000.0, 800.0, 1.201, 1.294, 1.987),
+                                                  ("pruned", 1_700_000, 290, 11000.0, 950.0, 1.250, 1.311, 2.540))],
     "comparisons": [{"backend": "llama.cpp", "size_ratio": 0.708, "decode_speedup": 1.19,
                      "ideal_decode_speedup": 1.35}],
 }
@@ -257,6 +258,59 @@ def test_results_screen_snapshot(cache):
             await app.push_screen(ResultsScreen(FAKE_SUMMARY, FAKE_BENCH, out_dir="out"))
             await pilot.pause()
             await snapshot(pilot, "tui_results")
+
+    asyncio.run(run())
+
+
+def test_frontier_screen_sweeps_resumes_and_applies_the_best_point(cache, tiny_dirs, tmp_path):
+    """Step 3's frontier: a real 2-point sweep on the tiny model, cancelled after the first
+    point and continued, then the best point within a budget becomes the wizard's choice."""
+    from babel_edge.tui.screens import BudgetScreen, FrontierScreen
+
+    async def run():
+        app = make(model=str(tiny_dirs["llama"]), out_dir=str(tmp_path / "build"))
+        async with app.run_test(size=SIZE) as pilot:
+            app.state.langs = ["en", "de"]
+            await app.push_screen(BudgetScreen())
+            await pilot.pause()
+            await pilot.press("ctrl+f")
+            await until(pilot, lambda: screen_name(app) == "FrontierScreen", what="the frontier")
+            scr = app.screen
+            scr.query_one("#rates").value = "0,abc"
+            await pilot.click("#run")
+            await pilot.pause()
+            assert "rates are numbers" in text_of(app, "#grid-error") and not scr.running
+            scr.query_one("#rates").value = "0,0.5"
+            scr.query_one("#vocab").value = "full"
+            scr.query_one("#quants").value = "f32"
+            await pilot.pause(0.5)                          # the button's press effect ends
+            await pilot.click("#run")
+            await until(pilot, lambda: "0/2 measured" in text_of(app, "#sweep-status"),
+                        what="the first point")
+            await pilot.click("#cancel")
+            await until(pilot, lambda: not scr.running, timeout=300, what="the cancelled sweep")
+            assert "cancelled after 1 of 2" in text_of(app, "#sweep-status")
+            assert scr.query_one("#points").row_count == 1
+            await pilot.pause(0.5)
+            await pilot.click("#run")                       # continues: one point left
+            await until(pilot, lambda: not scr.running, timeout=300, what="the rest of the sweep")
+            assert "done" in text_of(app, "#sweep-status"), text_of(app, "#sweep-status")
+            assert scr.query_one("#points").row_count == 2
+            pts = {r["point"]["rate"]: r for r in scr.result["points"]}
+            assert pts[0.5]["file_mb"] < pts[0.0]["file_mb"]
+            scr.query_one("#max-mb").value = f"{pts[0.5]['file_mb'] * 1.01:.4f}"   # only 0.5 fits
+            await pilot.pause()
+            assert scr.best["point"]["rate"] == 0.5 and "--rate 0.5" in text_of(app, "#best")
+            scr.query_one("#max-mb").value = "0.0001"
+            await pilot.pause()
+            assert scr.best is None and "no measured point" in text_of(app, "#best")
+            scr.query_one("#max-mb").value = f"{pts[0.5]['file_mb'] * 1.01:.4f}"
+            await pilot.pause()
+            await pilot.click("#use")
+            await until(pilot, lambda: screen_name(app) == "BudgetScreen", what="back to budget")
+            assert (app.state.rate, app.state.gguf_quant, app.state.trim_vocab) == (0.5, "f32", False)
+            assert app.screen.query_one("#rate").value == "0.5"
+            assert (tmp_path / "build" / "frontier" / "frontier.json").exists()
 
     asyncio.run(run())
 
@@ -331,7 +385,7 @@ def test_wizard_end_to_end_on_a_tiny_model(cache, tiny_dirs, tmp_path):
             table = res.query_one("#bench", DataTable)
             assert table.row_count == 4
             cols = [str(c.label) for c in table.columns.values()]
-            assert {"ppl en*", "ppl de*", "ppl ru"} <= set(cols)
+            assert {"bits/byte en*", "bits/byte de*", "bits/byte ru"} <= set(cols)
             rows = [table.get_row_at(i) for i in range(table.row_count)]
             assert {(r[0], r[1]) for r in rows} == {("llama.cpp", "dense"), ("llama.cpp", "pruned"),
                                                    ("onnxruntime", "dense"), ("onnxruntime", "pruned")}

@@ -38,6 +38,8 @@ class WizardState:
     schedule: str = default_option("schedule")
     granularity: str = default_option("granularity")
     trim_vocab: bool = default_option("trim_vocab")
+    vocab_size: int | None = default_option("vocab_size")      # None: every token with evidence
+    heal: bool = False                                          # heal after cutting (HealOptions())
     # 4. export
     gguf_quant: str | None = default_option("gguf_quant")
     onnx_precision: str | None = default_option("onnx_precision")
@@ -49,8 +51,12 @@ class WizardState:
     other_langs: tuple[str, ...] = tuple(default_option("other_langs"))
 
     def build_options(self) -> BuildOptions:
+        from ..heal.options import HealOptions
+
         prune = PruneOptions(schedule=self.schedule, granularity=self.granularity,
-                             trim_vocab=self.trim_vocab)
+                             trim_vocab=self.trim_vocab,
+                             vocab_size=self.vocab_size if self.trim_vocab else None,
+                             heal=HealOptions() if self.heal else None)
         return BuildOptions(langs=list(self.langs), rate=self.rate, model=self.model,
                             gguf_quant=self.gguf_quant, onnx_precision=self.onnx_precision,
                             tokens_per_lang=self.tokens_per_lang, prune=prune,
@@ -74,4 +80,5 @@ class WizardState:
         size = self.previews.expert_size if self.previews is not None else DEFAULT_EXPERT_SIZE
         return plan_estimate(self.shape, self.rate, self.schedule, self.granularity, signal,
                              expert_size=size,
-                             formats={"gguf": self.gguf_quant, "onnx": self.onnx_precision})
+                             formats={"gguf": self.gguf_quant, "onnx": self.onnx_precision},
+                             vocab_size=self.vocab_size if self.trim_vocab else None)

@@ -55,17 +55,27 @@ class EstimateView(Static):
         ]
         for name, (dense, pruned) in est.sizes.items():
             lines.append(f"{name:<18} ≈ {mb(dense)} → ≈ {mb(pruned)}")
-        if est.widths is not None:
+        if est.rate == 0:
+            lines.append("FFN                untouched: only the vocabulary is trimmed")
+        elif est.widths is not None:
             from ..estimate import sparkline
             rates = [1 - w / f for w, f in zip(est.widths, est.widths_before)]
             lines.append(f"per-layer pruning  {sparkline(rates, 0.0, 1.0)}  "
                          f"({min(rates):.0%}–{max(rates):.0%}, layer 0 first)")
         else:
-            lines.append("per-layer widths   decided from the target languages' profile at build "
-                         "time (the totals above are exact)")
-        if getattr(state, "trim_vocab", False):
-            lines.append("vocabulary         trimming comes on top and is not in these figures "
-                         "(it depends on the tokens the target text uses)")
+            how = ("by the search" if state.schedule == "search"
+                   else "from the target languages' profile")
+            lines.append(f"per-layer widths   decided {how} at build time (the totals above "
+                         f"are exact)")
+        if est.vocab_after is not None:
+            lines.append(f"vocabulary         {est.vocab_before:,} → {est.vocab_after:,} tokens "
+                         f"(in the figures above)")
+        elif getattr(state, "trim_vocab", False):
+            lines.append("vocabulary         trimmed to every token with evidence: not in these "
+                         "figures (the count depends on the languages; give a size to include it)")
+        if getattr(state, "heal", False):
+            lines.append("healing            on: the pruned model is trained against the dense "
+                         "one after cutting (sizes unchanged)")
         self.update("\n".join(lines))
 
 

@@ -19,8 +19,11 @@ precisions:
 
 GGUF architectures (stock llama.cpp, no patched build):
   every layer the same width  the family's own (llama, qwen2, gemma2, gemma3)
-  per-layer FFN widths        Llama/Mistral/Qwen2 -> deci, Gemma 3 -> gemma4
-                              (rewritten so they compute exactly the same function),
+  per-layer FFN widths        Llama/Mistral/Qwen2 -> deci (the same function, exactly);
+                              Gemma 3 -> gemma4: exact but for gemma4's weightless V norm,
+                              made a fixed linear map up to a per-token gain error that
+                              is bounded for every input (the bound is in the summary and
+                              the metadata: babel_edge.gemma4.v_norm_gain_error_bound);
                               Gemma 2 -> gemma2 zero-padded to the widest layer
                               (exact, but no savings; the summary says so)
 

@@ -30,12 +30,12 @@ from ...errors import UserError
 from ...io import atomic_file, remove, write_json
 from ...progress import console, count_progress, status
 from ...provenance import package_versions
-from ..parity import (PARAGRAPH_TOKENS, PARITY_PROMPTS, ParityError, compare, mb, parity_ids,
-                      parity_texts, summary_line, torch_logits_fn)
+from ..parity import (DECODE_STEPS, PARAGRAPH_TOKENS, PARITY_PROMPTS, ParityError, compare,
+                      long_length, mb, parity_ids, parity_texts, summary_line, torch_logits_fn)
 from . import llama, vocab as gguf_vocab
 from .layout import Layout, choose_layout
 from .tensors import gguf_tensors
-from .writer import write_file
+from .writer import rewrite_note, write_file
 
 QUANTS = P.names("gguf")
 SUMMARY_SUFFIX = ".export_summary.json"
@@ -134,12 +134,13 @@ def run_parity(path: Path, lm, plan, quant: str, threads: int | None, n_params: 
     in llama.cpp against the PyTorch model. Small models run on one thread: ggml's spinning
     workers lose badly on a shared CPU."""
     run_threads = threads or (1 if n_params < 50_000_000 else None)
+    langs = plan.target_langs if plan else ()
+    prompts, paragraphs = parity_ids(lm.tokenizer, langs, lm.model.config)
+    n_ctx = max(64, max(len(p) for p in prompts + paragraphs)) + 16
     with status("loading the GGUF in llama.cpp"):
-        runner = llama.LlamaRunner(path, n_ctx=max(64, PARAGRAPH_TOKENS + 16), threads=run_threads)
+        runner = llama.LlamaRunner(path, n_ctx=n_ctx, threads=run_threads)
     try:
         with torch_threads(run_threads):
-            langs = plan.target_langs if plan else ()
-            prompts, paragraphs = parity_ids(lm.tokenizer, langs)
             texts = list(PARITY_PROMPTS) + parity_texts(langs)
             enc = lambda t: list(lm.tokenizer(t, add_special_tokens=True)["input_ids"])  # noqa: E731
             mismatched = [t[:40] for t in texts
@@ -147,8 +148,8 @@ def run_parity(path: Path, lm, plan, quant: str, threads: int | None, n_params: 
             ref = torch_logits_fn(lm.model)
             with count_progress(f"parity {quant} (torch vs llama.cpp)",
                                 len(prompts) + len(paragraphs), "sequences") as advance:
-                def exported(ids):
-                    r = runner.logits(ids)
+                def exported(ids):          # the cached token-by-token decode for the last tokens
+                    r = runner.logits(ids, decode_steps=DECODE_STEPS)
                     advance(1)
                     return r
                 report = compare(ref, exported, prompts, paragraphs, quant)
@@ -236,6 +237,8 @@ def _summary(out, lm, prep: Prepared, plan, quant, types, report, tok_check, n_p
         "architecture": layout.target.arch,
         "native_architecture": adapter_for(lm.arch).gguf_arch,
         "architecture_reason": layout.reason,
+        "rewrite": None if layout.target.arch == adapter_for(lm.arch).gguf_arch
+        else rewrite_note(layout, prep.info),
         "file_bytes": out.stat().st_size,
         "ffn_bytes": ffn_bytes,
         "parameters": int(sum(p.numel() for p in lm.model.parameters())),
@@ -252,6 +255,8 @@ def _summary(out, lm, prep: Prepared, plan, quant, types, report, tok_check, n_p
         "k_quant_fallbacks": _fallbacks(types, quant),
         "tokenizer": {**prep.vocab.summary(), "check": tok_check},
         "parity": {**report.to_dict(), "prompts": n_prompts, "paragraphs": n_paras,
+                   "long_sequence_tokens": long_length(lm.model.config),
+                   "decode_steps": DECODE_STEPS,
                    "engine": "llama.cpp (llama-cpp-python), default context settings"},
         "sample": {"prompt": SAMPLE_PROMPT, "greedy": sample},
         "pruning": None if plan is None else {
@@ -284,6 +289,7 @@ def format_summary(s: dict) -> str:
     lines = [
         f"GGUF {s['precision']} export of {s['family']} → {s['path']}",
         f"  architecture '{s['architecture']}' ({s['architecture_reason']})",
+        *([f"  rewrite: {s['rewrite']}"] if s.get("rewrite") else []),
         f"  {mb(s['file_bytes'])} ({mb(s['ffn_bytes'])} FFN), {s['parameters']:,} parameters; "
         f"tensors {types}",
         f"  FFN widths: {widths[0] if len(set(widths)) == 1 else widths}",

@@ -31,7 +31,8 @@ class Target:
     interleaved_rope: bool     # rope type NORM: q/k rows reordered from HF's split halves
     gemma: bool                # Gemma blocks: RMSNorm weight stored as 1 + w
     loads_rope_freqs: bool     # reads a rope_freqs tensor (rope scaling as per-frequency factors)
-    rewrite: Callable | None = None          # (tensors, model, layout, calib_ids) -> info
+    rewrite: Callable | None = None          # (tensors, cfg, layout, layers, global, observed) -> info
+    measure: Callable | None = None          # (model, calib_ids) -> what the rewrite reports on
     extra_hparams: Callable | None = None    # (writer, model, layout) -> None
     quant_overrides: Callable | None = None  # () -> {tensor regex: ggml type} for the quantizer
 
@@ -44,7 +45,8 @@ TARGETS: dict[str, Target] = {
     "gemma2": Target("gemma2", False, False, True, False, rewrite=fold_query_scale),
     "gemma3": Target("gemma3", False, False, True, False, rewrite=fold_query_scale),
     "gemma4": Target("gemma4", True, False, True, True, rewrite=gemma4.rewrite,
-                     extra_hparams=gemma4.write_hparams, quant_overrides=gemma4.quant_overrides),
+                     measure=gemma4.observed_v_power, extra_hparams=gemma4.write_hparams,
+                     quant_overrides=gemma4.quant_overrides),
 }
 
 # config.model_type -> target architecture for per-layer widths (None: pad to the widest).
@@ -81,9 +83,15 @@ class Layout:
 
 def choose_layout(model, align: int | None = None) -> Layout:
     """The architecture and stored widths for `model` (in memory, per-layer widths allowed)."""
-    ad = adapter_for(model.config.model_type)          # refuses unsupported families
-    model_type = ALIASES.get(model.config.model_type, model.config.model_type)
-    widths = [v.width for v in ffn_layers(model)]
+    return layout_for(model.config, [v.width for v in ffn_layers(model)], align)
+
+
+def layout_for(config, widths: list[int], align: int | None = None) -> Layout:
+    """The architecture and stored widths for a model of `config` whose FFN layers have
+    `widths` (what the streamed export knows without building the model)."""
+    ad = adapter_for(config.model_type)                # refuses unsupported families
+    model_type = ALIASES.get(config.model_type, config.model_type)
+    widths = list(widths)
     notes: list[str] = []
     stored = padded.aligned(widths, align)
     if stored != widths:
@@ -91,9 +99,9 @@ def choose_layout(model, align: int | None = None) -> Layout:
     stored, note = deci.stored_widths(stored)
     if note:
         notes.append(note)
-    window = getattr(model.config, "sliding_window", None)
-    if (not TARGETS[ad.gguf_arch].gemma and window and window < model.config.max_position_embeddings
-            and getattr(model.config, "use_sliding_window", True)):
+    window = getattr(config, "sliding_window", None)
+    if (not TARGETS[ad.gguf_arch].gemma and window and window < config.max_position_embeddings
+            and getattr(config, "use_sliding_window", True)):
         notes.append(f"llama.cpp's llama/deci/qwen2 attend to the whole context: outputs match "
                      f"for contexts up to the model's sliding window ({window} tokens)")
     if len(set(stored)) == 1:

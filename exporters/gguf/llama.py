@@ -122,9 +122,15 @@ class LlamaRunner:
         # add_bos=True means "add the special tokens the GGUF asks for" (add_bos/add_eos keys)
         return self.llm.tokenize(text.encode(), add_bos=True, special=False)
 
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
+    def logits(self, ids: Sequence[int], decode_steps: int = 0) -> np.ndarray:
+        """Logits [T, V] of one sequence: all but the last `decode_steps` tokens in one batch,
+        then those one at a time through the KV cache — the path generation takes."""
+        ids = list(ids)
+        k = max(0, min(decode_steps, len(ids) - 1))
         self.llm.reset()
-        self.llm.eval(list(ids))
+        self.llm.eval(ids[:len(ids) - k])
+        for tok in ids[len(ids) - k:]:
+            self.llm.eval([tok])
         return np.array(self.llm.scores[: len(ids)], dtype=np.float32)
 
     def generate(self, prompt: str, max_tokens: int = 12) -> str:

@@ -29,9 +29,12 @@ def to_widest(widths: list[int]) -> list[int]:
     return [max(widths)] * len(widths)
 
 
-def pad_tensors(out: dict[str, np.ndarray], widths: list[int], stored: list[int]) -> None:
-    """Append zero neurons to every layer whose stored width exceeds its true width (in place)."""
-    for il, (width, st) in enumerate(zip(widths, stored)):
+def pad_tensors(out: dict[str, np.ndarray], widths: list[int], stored: list[int],
+                layers=None) -> None:
+    """Append zero neurons to every layer (of `layers`, default all) whose stored width exceeds
+    its true width (in place)."""
+    for il in (range(len(widths)) if layers is None else layers):
+        width, st = widths[il], stored[il]
         pad = st - width
         if pad <= 0:
             continue

@@ -139,28 +139,27 @@ def hf_tensors(model) -> dict[str, np.ndarray]:
     return out
 
 
-def gguf_tensors(model, layout, calib_ids=None) -> tuple[dict[str, np.ndarray], dict]:
-    """GGUF name -> float32 array for `layout.target`, with every rewrite applied.
-
-    calib_ids: token-id sequences a target's rewrite may look at (gemma4's V rewrite).
-    Returns (tensors, info) where info records the rewrites (for the summary).
-    """
+def convert_group(hf: dict[str, np.ndarray], cfg, layout, layers, global_part: bool,
+                  observed: list[float] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """GGUF name -> float32 array for one group of HF tensors (those of `layers`, and with
+    `global_part` the embedding, final norm and head), with every rewrite applied. The
+    in-memory export passes the whole model as one group; the streamed export (stream.py)
+    passes one layer at a time — the same code, so both write the same tensors."""
     import gguf
 
     from .padded import pad_tensors
 
-    cfg = model.config
     t = layout.target
     n = cfg.num_hidden_layers
     arch_enum = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == t.arch)
     names = gguf.get_tensor_name_map(arch_enum, n)
     out: dict[str, np.ndarray] = {}
-    for hf_name, arr in hf_tensors(model).items():
+    for hf_name, arr in hf.items():
         g = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if g is None:
             raise RuntimeError(f"no GGUF tensor name for '{hf_name}' in architecture '{t.arch}'")
         out[g] = arr
-    for il in range(n):
+    for il in layers:
         p = f"blk.{il}."
         if t.gemma:
             for k in [k for k in out if k.startswith(p) and k.endswith("norm.weight")]:
@@ -170,27 +169,37 @@ def gguf_tensors(model, layout, calib_ids=None) -> tuple[dict[str, np.ndarray], 
                 for suf in (".weight", ".bias"):
                     if p + kind + suf in out:
                         out[p + kind + suf] = interleave_rope_rows(out[p + kind + suf], heads)
-    pad_tensors(out, layout.widths, layout.stored)
-    if t.gemma:
-        out["output_norm.weight"] = out["output_norm.weight"] + np.float32(1.0)
-    # Rope scaling as per-frequency divisors (ggml divides each rotary angle by rope_freqs[i])
-    factors = rope_factors(cfg) if t.loads_rope_freqs else None
-    if factors is not None:
-        out["rope_freqs.weight"] = factors.astype(np.float32)
-    info = t.rewrite(out, model, layout, calib_ids) if t.rewrite is not None else {}
+    pad_tensors(out, layout.widths, layout.stored, layers)
+    if global_part:
+        if t.gemma:
+            out["output_norm.weight"] = out["output_norm.weight"] + np.float32(1.0)
+        # rope scaling as per-frequency divisors (ggml divides each rotary angle by rope_freqs[i])
+        factors = rope_factors(cfg) if t.loads_rope_freqs else None
+        if factors is not None:
+            out["rope_freqs.weight"] = factors.astype(np.float32)
+    info = t.rewrite(out, cfg, layout, list(layers), global_part, observed) if t.rewrite else {}
     return out, info
 
 
-def fold_query_scale(out: dict[str, np.ndarray], model, layout, calib_ids=None) -> dict:
+def gguf_tensors(model, layout, calib_ids=None) -> tuple[dict[str, np.ndarray], dict]:
+    """GGUF name -> float32 array for `layout.target`, with every rewrite applied, for a model
+    held in memory. calib_ids: token-id sequences a target may measure on (gemma4 reports its
+    V norm's gain error on them). Returns (tensors, info) where info records the rewrites."""
+    observed = layout.target.measure(model, calib_ids) if layout.target.measure else None
+    return convert_group(hf_tensors(model), model.config, layout,
+                         range(model.config.num_hidden_layers), True, observed)
+
+
+def fold_query_scale(out: dict[str, np.ndarray], cfg, layout, layers, global_part: bool,
+                     observed=None) -> dict:
     """Native gemma2/gemma3: llama.cpp applies its own query scale; fold the difference to
     query_pre_attn_scalar^-1/2 into attn_q (gemma2) or attn_q_norm (gemma3)."""
-    cfg = model.config
     arch, n = layout.target.arch, cfg.num_hidden_layers
     want = (getattr(cfg, "query_pre_attn_scalar", None) or head_dim(cfg)) ** -0.5
     c = want / _llama_attention_scale(cfg, arch, n)
     if abs(c - 1.0) <= 1e-12:
         return {}
     kind = "attn_q.weight" if arch == "gemma2" else "attn_q_norm.weight"
-    for il in range(n):
+    for il in layers:
         out[f"blk.{il}.{kind}"] = out[f"blk.{il}.{kind}"] * np.float32(c)
     return {"query_scale_folded": {"tensor": kind, "factor": c}}

@@ -46,9 +46,29 @@ def general_metadata(w, lm, layout: Layout, plan: PruningPlan | None, info: dict
     if layout.padded:
         w.add_array("babel_edge.ffn_widths_stored", [int(x) for x in layout.stored])
         w.add_string("babel_edge.padding", "; ".join(layout.notes))
+    from ...models.adapters import adapter_for
+
+    native = adapter_for(lm.arch).gguf_arch
+    if layout.target.arch != native:      # written as another architecture: say which, and how
+        w.add_string("babel_edge.source_architecture", native)
+        w.add_string("babel_edge.rewrite", rewrite_note(layout, info))
     v = info.get("v_norm_linearised")
     if v:
         w.add_array("babel_edge.gemma4.log2_v_scale", [int(k) for k in v["log2_v_scale"]])
+        w.add_float32("babel_edge.gemma4.v_norm_gain_error_bound", float(v["gain_error_bound"]))
+
+
+def rewrite_note(layout: Layout, info: dict) -> str:
+    """What a rewritten file computes, in one sentence (metadata and export summary)."""
+    if layout.target.arch == "gemma4":
+        v = info.get("v_norm_linearised") or {}
+        return (f"Gemma 3 written as gemma4 for per-layer FFN widths: query scale folded into "
+                f"attn_q_norm (exact); gemma4's weightless V norm made a fixed linear map by "
+                f"scaling attn_v by 2^-k and attn_output back (per-token per-head gain error "
+                f"<= {v.get('gain_error_bound', 0):g} for every input); final logit "
+                f"soft-capping written as off (exact)")
+    return (f"written as '{layout.target.arch}' ({layout.reason}); the same function "
+            f"(rewrites: {', '.join(info) or 'none'})")
 
 
 F16_MAX = 65504.0

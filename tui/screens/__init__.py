@@ -2,9 +2,10 @@
 from .model import ModelScreen
 from .languages import LanguagesScreen
 from .budget import BudgetScreen
+from .frontier import FrontierScreen
 from .export import ExportScreen
 from .run import RunScreen
 from .results import ResultsScreen
 
-__all__ = ["ModelScreen", "LanguagesScreen", "BudgetScreen", "ExportScreen", "RunScreen",
-           "ResultsScreen"]
+__all__ = ["ModelScreen", "LanguagesScreen", "BudgetScreen", "FrontierScreen", "ExportScreen",
+           "RunScreen", "ResultsScreen"]

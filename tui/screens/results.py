@@ -24,17 +24,20 @@ def _median(row: dict, key: str) -> float | None:
 
 
 def bench_rows(bench: dict, targets: list[str]) -> tuple[list[str], list[list[str]]]:
-    """(columns, rows) of the dense-vs-pruned table from bench.json."""
+    """(columns, rows) of the dense-vs-pruned table from bench.json: speed, then bits per byte
+    per language on the unseen domain (the headline text; byte-identical for every model, so
+    trimmed and full vocabularies compare)."""
     results = bench.get("results", [])
     langs = list(results[0].get("ppl", {})) if results else []
     cols = ["engine", "model", "file MB", "peak RSS MB", "prefill 512 tok/s", "decode tok/s"] + \
-           [f"ppl {l}" + ("*" if l in targets else "") for l in langs]
+           [f"bits/byte {l}" + ("*" if l in targets else "") for l in langs]
     rows = []
     for r in results:
         cells = [r["backend"], r["label"], f"{r['file_bytes'] / 1e6:,.2f}",
                  f"{_median(r, 'peak_rss_mb'):,.0f}", f"{_median(r, 'prefill512_tok_s'):,.1f}",
                  f"{_median(r, 'decode_tok_s'):,.1f}"]
-        cells += [f"{r['ppl'][l]['ppl']:,.2f}" if "ppl" in r and l in r["ppl"] else "—" for l in langs]
+        cells += [f"{r['ppl'][l]['bits_per_byte']:.3f}" if "ppl" in r and l in r["ppl"] else "—"
+                  for l in langs]
         rows.append(cells)
     return cols, rows
 
@@ -61,8 +64,10 @@ class ResultsScreen(WizardScreen):
         with VerticalScroll(classes="body"):
             yield Static(f"[b]{esc(str(s.get('model')))}[/b] pruned at rate {s.get('rate')} for "
                          f"[b]{', '.join(s.get('langs', []))}[/b]", classes="question")
-            yield Static("Dense vs pruned (median over rounds; * = target language, perplexity on "
-                         "the eval split)", classes="section")
+            unseen = (self.bench or {}).get("unseen_domain")
+            yield Static("Dense vs pruned (median over rounds; * = target language; bits per byte "
+                         + (f"on unseen-domain text, '{esc(unseen)}', held out of every fitting step)"
+                            if unseen else "on the eval split)"), classes="section")
             yield DataTable(id="bench", cursor_type="row", show_cursor=False)
             yield Static("", id="comparisons", classes="note")
             yield Static("Parity of each export against PyTorch", classes="section")
