@@ -25,8 +25,10 @@ def test_every_subcommand_has_help():
 def test_langs_lists_corpus_languages():
     r = run("langs")
     assert r.returncode == 0, r.stderr
-    for code in ("en", "de", "zh", "ar", "ru", "sw"):
+    for code in ("en", "de", "zh-Hans", "zh-Hant", "ar", "ru", "sw", "sr-Latn"):
         assert f" {code} " in r.stdout
+    for domain in ("libreoffice", "udhr", "handbook", "fortunes", "scripture"):
+        assert f" {domain} " in r.stdout and f"\n{domain}: " in r.stdout
 
 
 def test_models_lists_embedded_and_architectures():
@@ -41,7 +43,8 @@ def test_ppl_on_tiny_model_writes_json(tiny_dirs, tmp_path):
             "--json", str(out))
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
-    assert [x["lang"] for x in data["results"]] == ["en", "de"]
+    assert [x["lang"] for x in data["results"] if x["text"] == "eval"] == ["en", "de"]
+    assert [x["lang"] for x in data["results"] if x["text"] == "unseen"] == ["en", "de"]
     for x in data["results"]:
         assert x["n_tokens"] >= 64
         # a random model over a ~500-token vocabulary: perplexity near the vocabulary size
@@ -49,7 +52,7 @@ def test_ppl_on_tiny_model_writes_json(tiny_dirs, tmp_path):
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["ppl", "--langs", "en,ger"], "did you mean 'de'"),
+    (["ppl", "--langs", "en,deutsch"], "did you mean 'de'"),
     (["ppl", "--model", "/no/such/dir", "--langs", "en"], "not found"),
     (["ppl", "--engine", "llama.cpp", "--model", ".", "--langs", "en"], "GGUF"),
     (["models", "--model", "/no/such/dir"], "not found"),

@@ -63,23 +63,28 @@ def test_perplexity_close_to_llama_cpp(embedded, llama):
     assert ours[0].ppl < 300
 
 
-def test_server_over_llama_cpp_chats_in_gemma_format(llama):
-    """The embedded GGUF in llama.cpp behind the server, with the official client."""
-    import threading
-
+def test_server_over_llama_cpp_chats_only_with_a_chat_template(embedded, llama):
+    """The embedded GGUF in llama.cpp behind the server, with the official client: a base
+    model, so chat needs --chat-template; completions stream and agree."""
     import openai
 
-    from babel_edge.runtime.server import ApiServer
+    from babel_edge.runtime.engines.base import load_chat_template, own_chat_template
+    from babel_edge.runtime.server import BackgroundServer, ServerOptions, create_app
 
-    srv = ApiServer(llama, "127.0.0.1", 0, model_id="gemma")
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=120)
-        r = c.chat.completions.create(model="gemma", temperature=0, max_tokens=24, messages=[
-            {"role": "user", "content": "What is the capital of France? Answer in one word."}])
-        assert r.choices[0].message.content.strip()
-        assert r.choices[0].finish_reason in ("stop", "length")
-        assert "<start_of_turn>" not in r.choices[0].message.content
+    # both engines agree: the GGUF carries no template, and the one babel-edge's conversion
+    # wrote into the converted tokenizer is not the model's own
+    assert llama.chat_template is None
+    assert own_chat_template(embedded.tokenizer.chat_template) is None
+
+    def client(srv):
+        return openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=120)
+
+    question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    with BackgroundServer(create_app(llama, ServerOptions(model_id="gemma", close_engine=False))) as srv:
+        c = client(srv)
+        assert c.models.list().data[0].chat is False
+        with pytest.raises(openai.BadRequestError, match="base model"):
+            c.chat.completions.create(model="gemma", messages=question, max_tokens=8)
         prompt = "Die Hauptstadt von Deutschland ist"
         whole = c.completions.create(model="gemma", prompt=prompt, max_tokens=8, temperature=0)
         chunks = [ch.choices[0].text for ch in c.completions.create(
@@ -87,6 +92,15 @@ def test_server_over_llama_cpp_chats_in_gemma_format(llama):
         # greedy: the streamed pieces add up to the same text as the one-shot reply
         assert len([x for x in chunks if x]) > 1
         assert "".join(chunks) == whole.choices[0].text and whole.choices[0].text.strip()
-    finally:
-        srv.shutdown()
-        srv.server_close()
+
+    gemma = ServerOptions(model_id="gemma", chat_template=load_chat_template("gemma"),
+                          chat_template_name="gemma", close_engine=False)
+    with BackgroundServer(create_app(llama, gemma)) as srv:
+        c = client(srv)
+        assert c.models.list().data[0].chat_template == "gemma"
+        r = c.chat.completions.create(model="gemma", temperature=0, max_tokens=24, messages=question)
+        assert r.choices[0].message.content.strip()
+        assert r.choices[0].finish_reason in ("stop", "length")
+        assert "<start_of_turn>" not in r.choices[0].message.content
+        # the prompt went through Gemma's turn format
+        assert r.usage.prompt_tokens == len(llama.render_chat(question, load_chat_template("gemma")))

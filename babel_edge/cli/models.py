@@ -49,17 +49,45 @@ def run_models(args) -> int:
     return 0
 
 
+def _k(n: int) -> str:
+    """Thousands of characters, short: 250, 8.2, 0."""
+    return "0" if not n else f"{n / 1000:.0f}" if n >= 9_950 else f"{n / 1000:.1f}"
+
+
 def run_langs(args) -> int:
+    from ..corpus import DOMAINS
     from .common import load_corpus_arg
 
     corpus = load_corpus_arg(args.corpus)
     stats = corpus.stats()
-    t = Table(title=f"corpus languages ({len(stats)}, "
-                    f"{len({s.family for s in stats})} families)")
-    for col in ("code", "name", "family", "script", "source", "profile chars", "eval chars"):
-        t.add_column(col, justify="right" if "chars" in col else "left")
+    domains = corpus.domains()
+    from rich import box
+
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{corpus.origin} corpus: {len(stats)} languages, "
+                    f"{len({s.family for s in stats})} families, {len(domains)} domains "
+                    f"(sizes: thousands of characters, profile/eval)")
+    t.add_column("tag", no_wrap=True)
+    t.add_column("name", overflow="fold", min_width=13)
+    t.add_column("family", no_wrap=True)
+    t.add_column("script", no_wrap=True)
+    t.add_column("total", justify="right", no_wrap=True)
+    # one cell, so a narrow terminal wraps it instead of squeezing the other columns away
+    t.add_column("domains", min_width=18, no_wrap=True)
     for s in sorted(stats, key=lambda s: (s.family, s.code)):
-        t.add_row(s.code, s.name, s.family, s.script, s.source,
-                  f"{s.n_chars['profile']:,}", f"{s.n_chars['eval']:,}")
+        # one domain per line on a narrow terminal, so no domain is split from its size
+        per = ("  " if out.width >= 130 else "\n").join(
+            f"{d} {_k(x.n_chars['profile'])}/{_k(x.n_chars['eval'])}" for d, x in s.domains.items())
+        t.add_row(s.code, s.name, s.family, s.script,
+                  f"{_k(s.n_chars['profile'])}/{_k(s.n_chars['eval'])}", per)
     out.print(t)
+    for d in domains:
+        info = DOMAINS.get(d)
+        n = sum(d in s.domains for s in stats)
+        what = f"{info.title} ({info.register}; {info.licence})" if info and info.register else \
+            (info.title if info else "your own text")
+        out.print(f"{d}: {what} — {n} language{'s' * (n != 1)}", highlight=False)
+    if corpus.origin == "built-in":
+        out.print("sources, licences and exact sizes: babel_edge/corpus/data/NOTICE.md; a bare tag "
+                  "such as zh or pt reads what the corpus holds for it (zh-Hans, pt-BR)",
+                  highlight=False)
     return 0

@@ -30,18 +30,25 @@ class Adapter:
     down: str
     act: str               # attribute of the FFN holding its activation function
     gguf_arch: str         # llama.cpp architecture name of the dense model
+    pre_mlp_norm: str      # decoder-layer norm whose input is the residual entering the FFN
+    post_mlp_norm: str | None = None   # norm applied to the FFN output before the residual add
 
 
 _LLAMA_LIKE = dict(layers="model.layers", mlp="mlp", gate="gate_proj", up="up_proj",
                    down="down_proj", act="act_fn")
+# Llama-style blocks: h = h + attn(norm(h)); h = h + mlp(post_attention_layernorm(h))
+_LLAMA_BLOCK = dict(pre_mlp_norm="post_attention_layernorm")
+# Gemma 2/3 sandwich norms: h = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)))
+_GEMMA_BLOCK = dict(pre_mlp_norm="pre_feedforward_layernorm",
+                    post_mlp_norm="post_feedforward_layernorm")
 
 # config.model_type -> adapter. Aliases share a row.
 ADAPTERS: dict[str, Adapter] = {
-    "llama": Adapter(family="Llama", gguf_arch="llama", **_LLAMA_LIKE),
-    "mistral": Adapter(family="Mistral", gguf_arch="llama", **_LLAMA_LIKE),
-    "qwen2": Adapter(family="Qwen2", gguf_arch="qwen2", **_LLAMA_LIKE),
-    "gemma2": Adapter(family="Gemma 2", gguf_arch="gemma2", **_LLAMA_LIKE),
-    "gemma3_text": Adapter(family="Gemma 3", gguf_arch="gemma3", **_LLAMA_LIKE),
+    "llama": Adapter(family="Llama", gguf_arch="llama", **_LLAMA_LIKE, **_LLAMA_BLOCK),
+    "mistral": Adapter(family="Mistral", gguf_arch="llama", **_LLAMA_LIKE, **_LLAMA_BLOCK),
+    "qwen2": Adapter(family="Qwen2", gguf_arch="qwen2", **_LLAMA_LIKE, **_LLAMA_BLOCK),
+    "gemma2": Adapter(family="Gemma 2", gguf_arch="gemma2", **_LLAMA_LIKE, **_GEMMA_BLOCK),
+    "gemma3_text": Adapter(family="Gemma 3", gguf_arch="gemma3", **_LLAMA_LIKE, **_GEMMA_BLOCK),
 }
 # Multimodal Gemma 3 configs wrap a text config; we only ever load the text model.
 ALIASES = {"gemma3": "gemma3_text"}
@@ -73,6 +80,14 @@ class FFNView:
     up: nn.Linear          # weight [ffn, hidden]
     down: nn.Linear        # weight [hidden, ffn]
     act: nn.Module
+    layer: nn.Module | None = None          # the decoder layer holding it
+    pre_norm: nn.Module | None = None       # its input is the residual entering the FFN
+    post_norm: nn.Module | None = None      # applied to the FFN output (Gemma), else None
+
+    def block_output(self, residual, ffn_input):
+        """What the decoder layer's FFN half adds up to: residual + [post_norm](mlp(ffn_input))."""
+        y = self.mlp(ffn_input)
+        return residual + (self.post_norm(y) if self.post_norm is not None else y)
 
     @property
     def width(self) -> int:
@@ -93,8 +108,15 @@ def ffn_layers(model: nn.Module) -> list[FFNView]:
     """The FFN of every decoder layer, in depth order."""
     ad = model_adapter(model)
     views = []
-    for i, layer in enumerate(_get(model, ad.layers)):
+    for i, layer in enumerate(decoder_layers(model)):
         mlp = getattr(layer, ad.mlp)
         views.append(FFNView(i, mlp, getattr(mlp, ad.gate), getattr(mlp, ad.up),
-                             getattr(mlp, ad.down), getattr(mlp, ad.act)))
+                             getattr(mlp, ad.down), getattr(mlp, ad.act), layer,
+                             getattr(layer, ad.pre_mlp_norm),
+                             getattr(layer, ad.post_mlp_norm) if ad.post_mlp_norm else None))
     return views
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layers of a causal LM, in depth order."""
+    return _get(model, model_adapter(model).layers)

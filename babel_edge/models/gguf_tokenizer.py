@@ -20,8 +20,11 @@ import gguf
 
 
 # Gemma's turn format (<start_of_turn>role\n ... <end_of_turn>\n; the assistant's role is
-# "model"; a system message is folded into the next user turn). Used for Gemma GGUFs that
-# carry no `tokenizer.chat_template`, such as the embedded Gemma 3 270M.
+# "model"; a system message is folded into the next user turn). The conversion of a Gemma
+# GGUF that carries no `tokenizer.chat_template` (the embedded Gemma 3 270M, a base model)
+# writes it into the tokenizer so the turn tokens are known; the server does not take it
+# for the model's own template (runtime/engines/base.py: own_chat_template) and offers it
+# only as `--chat-template gemma`.
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}{% set ns = namespace(sys='') %}"
     "{% for m in messages %}"

@@ -110,15 +110,18 @@ TOKENIZER_KINDS = ("bpe", "spm")
 
 
 def build_tiny_model(model_type: str, out_dir: str | Path | None = None, seed: int = 0,
-                     texts: Sequence[str] | None = None, tokenizer: str = "bpe"):
+                     texts: Sequence[str] | None = None, tokenizer: str = "bpe",
+                     vocab_size: int | None = None):
     """(model, tokenizer) of a tiny random `model_type`; saved to out_dir when given.
-    tokenizer: "bpe" (byte-level BPE) or "spm" (SentencePiece BPE with byte fallback)."""
+    tokenizer: "bpe" (byte-level BPE) or "spm" (SentencePiece BPE with byte fallback), trained
+    on `texts` with `vocab_size` tokens (default: the kind's small default)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if tokenizer not in TOKENIZER_KINDS:
         raise ValueError(f"tokenizer kind '{tokenizer}': choose one of {TOKENIZER_KINDS}")
-    tokenizer = tiny_tokenizer(texts) if tokenizer == "bpe" else tiny_spm_tokenizer(texts)
+    size = {} if vocab_size is None else {"vocab_size": vocab_size}
+    tokenizer = tiny_tokenizer(texts, **size) if tokenizer == "bpe" else tiny_spm_tokenizer(texts, **size)
     torch.manual_seed(seed)
     config = _config(model_type, len(tokenizer))
     config.pad_token_id, config.bos_token_id, config.eos_token_id = (

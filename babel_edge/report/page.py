@@ -103,9 +103,9 @@ def render(s: dict, out: Path) -> str:
     parts.append(_img(out, figs.get("entropy"), "entropy histogram"))
     spl = s["specific_per_language"]
     parts.append("<h3>Language-specific experts per language</h3>")
-    parts.append(_table(["language", "family", "tokens", "specific experts"],
-                        [[d["code"], d.get("family") or "?", d["tokens"], spl[d["code"]]]
-                         for d in langs]))
+    parts.append(_table(["language", "name", "family", "script", "tokens", "specific experts"],
+                        [[d["code"], d.get("name") or d["code"], d.get("family") or "?",
+                          d.get("script") or "?", d["tokens"], spl[d["code"]]] for d in langs]))
     spec = sorted(s["specific_experts"], key=lambda r: (r["entropy"], r["layer"]))
     parts.append(f"<details><summary>the {len(spec)} language-specific experts "
                  f"(lowest entropy first)</summary>")
