@@ -117,7 +117,8 @@ def markdown(res: dict) -> str:
     lines = [f"Frontier for {', '.join(langs)} on {res['model']} — bits per byte on unseen-domain "
              f"text ('{res['unseen_domain']}', {res['unseen_bytes']:,} bytes per language, the same "
              f"bytes for every point); llama.cpp {res['threads']} threads, {res['rounds']} speed "
-             f"rounds (median). ★ = Pareto-optimal (no point is both smaller and better).", "",
+             f"rounds (median). ★ = Pareto-optimal (no point is both smaller and better)."
+             + "".join(f"\nMade by `{c}`." for c in res.get("commands", [])), "",
              "| point | MB | " + " | ".join(langs) + " | mean | × dense | decode tok/s | prefill tok/s "
              "| peak RSS MB | parity argmax |",
              "|---|---:|" + "---:|" * len(langs) + "---:|---:|---:|---:|---:|---:|"]
@@ -196,6 +197,7 @@ class Sweep:
     threads: int | None = None
     max_bytes: int = 12_000
     keep: bool = False
+    command: str | None = None     # what made it (recorded in frontier.json and .md)
 
 
 def run_sweep(s: Sweep, *, corpus=None, progress: Callable[[int, int, str], None] | None = None,
@@ -218,6 +220,8 @@ def run_sweep(s: Sweep, *, corpus=None, progress: Callable[[int, int, str], None
                "rounds": s.rounds, "threads": s.threads, "points": []}
     done = {r["key"] for r in res["points"]}
     todo = [p for p in s.points if p.key not in done]
+    if s.command and s.command not in res.setdefault("commands", []):
+        res["commands"].append(s.command)
     from .evaluate import scoring_units
 
     units = {l: scoring_units(t, s.max_bytes) for l, t in texts.items()}

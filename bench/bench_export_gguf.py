@@ -113,9 +113,10 @@ def main(argv=None) -> int:
     files = {}
     for q in quants:
         files[q] = run(lm, "pruned", q)
-    # The same pruned model as gemma3, zero-padded to 2048: the reference for the gemma4 rewrites.
-    ref = run(lm, "pruned-padded", "f16", align=2048)
+    # With f16 among --quants: the same pruned model as gemma3, zero-padded to 2048, the reference
+    # for the gemma4 rewrite (compared in llama.cpp below).
     g4 = files.get("f16")
+    ref = run(lm, "pruned-padded", "f16", align=2048) if g4 is not None else None
     cross = None
     if g4 is not None:
         ids = [lm.tokenizer(t)["input_ids"][:128] for t in calib[::6]]

@@ -364,5 +364,5 @@ def test_embedded_pruned_half_exports_as_gemma4_q8_0(embedded, tmp_path):
     assert meta["babel_edge.source_architecture"] == "gemma3"
     assert "V" in meta["babel_edge.rewrite"] and meta["babel_edge.gemma4.v_norm_gain_error_bound"] > 0
     assert list(meta["gemma4.feed_forward_length"]) == widths
-    assert [int(tensors[f"blk.{i}.ffn_gate.weight"].shape[1]) for i in range(len(views))] == widths
+    assert [int(tensors[f"blk.{i}.ffn_gate.weight"].shape[1]) for i in range(n)] == widths
     assert s["sample"]["greedy"].strip()

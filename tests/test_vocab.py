@@ -421,3 +421,39 @@ def test_embedded_trim_for_en_de_fr(corpus, tmp_path):
     finally:
         with _quiet_llama():
             llm.close()
+
+
+def test_a_traditional_chinese_target_keeps_its_script_and_tokenizes_as_before(corpus, tmp_path):
+    """zh-Hant on a tiny SentencePiece model whose vocabulary holds Simplified and Traditional
+    characters: every single-character token of the target script is kept (Traditional ones the
+    fitting text never showed included), and Traditional text from the eval split — never read
+    by the choice — tokenizes exactly as before trimming (ids renumbered) and round-trips."""
+    from babel_edge.prune.run import target_scripts
+
+    texts = [t for l in ("zh-Hant", "zh-Hans", "en") for t in corpus.texts(l, "profile")[:300]]
+    build_tiny_model("gemma3_text", tmp_path / "m", seed=0, tokenizer="spm", texts=texts,
+                     vocab_size=4096)
+    lm = load_model(str(tmp_path / "m"))
+    model = copy.deepcopy(lm.model)
+    scripts = target_scripts(["zh-Hant"])
+    assert "Hani" in scripts
+    fit = corpus.texts("zh-Hant", "profile")[:100]
+    tv = vocab.trim_loaded(model, lm.tokenizer, ["zh-Hant"], lambda l: fit, model_dir=lm.path,
+                           scripts=scripts)
+    kept = set(tv.kept)
+    han = {t: i for t, i in lm.tokenizer.get_vocab().items() if len(t) == 1 and "\u4e00" <= t <= "\u9fff"}
+    traditional = [c for c in "們個來說這會對國學時" if c in han]
+    assert len(han) > 500 and traditional
+    assert all(i in kept for i in han.values())
+    assert len(tv.kept) < len(lm.tokenizer)                   # something was trimmed
+    new_id = {o: n for n, o in enumerate(tv.kept)}
+    for text in fit:                                          # the target's text: token-exact
+        old = lm.tokenizer(text)["input_ids"]
+        assert tv.tokenizer(text)["input_ids"] == [new_id[i] for i in old]
+    before = after = 0
+    for text in corpus.texts("zh-Hant", "eval")[:60]:         # never read: round-trips, inflates little
+        ids = tv.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tv.tokenizer.decode(ids) == text
+        before += len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        after += len(ids)
+    assert after / before < 1.25, after / before

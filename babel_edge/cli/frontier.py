@@ -82,8 +82,12 @@ def run(args) -> int:
         raise UserError("--rounds must be at least 1 and --max-bytes at least 100")
     outdir = Path(args.out).expanduser()
     outdir.mkdir(parents=True, exist_ok=True)
+    import shlex
+    import sys
+
     sweep = F.Sweep(langs, args.model, points, outdir, outdir / "work", rounds=args.rounds,
-                    threads=args.threads, max_bytes=args.max_bytes, keep=args.keep)
+                    threads=args.threads, max_bytes=args.max_bytes, keep=args.keep,
+                    command="babel-edge " + shlex.join(sys.argv[1:]))
     with count_progress("frontier", len(points), "points") as advance:
         last = [0]
 

@@ -107,10 +107,12 @@ def sample(logits: np.ndarray, temperature: float, top_p: float,
 
 
 def _nll_rows(logits: np.ndarray, ids: Sequence[int]) -> float:
-    lg = np.asarray(logits[: len(ids) - 1], dtype=np.float64)
+    # float32 exp over [n, vocab] (a 262k vocabulary makes a float64 copy the slow part),
+    # sums and the result in float64
+    lg = np.asarray(logits[: len(ids) - 1], dtype=np.float32)
     m = lg.max(axis=1, keepdims=True)
-    logz = m[:, 0] + np.log(np.exp(lg - m).sum(axis=1))
-    return float((logz - lg[np.arange(len(ids) - 1), list(ids[1:])]).sum())
+    logz = m[:, 0].astype(np.float64) + np.log(np.exp(lg - m).sum(axis=1, dtype=np.float64))
+    return float((logz - lg[np.arange(len(ids) - 1), list(ids[1:])].astype(np.float64)).sum())
 
 
 def render_template(template: str, messages: list[dict], bos_token: str = "",
