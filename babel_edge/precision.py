@@ -44,6 +44,14 @@ class Precision:
 # Gates: fp32 runtimes agree to ~1e-4 (onnxruntime) and ~3e-2 (llama.cpp, whose F16 KV
 # cache alone moves logits that much); quantized weights move logits by O(1) and are
 # judged by top-1 agreement and perplexity instead.
+# GGUF K-quant gates are set from the embedded Gemma 3 270M (dense, trimmed and pruned) by one
+# rule: argmax gate = lowest measured agreement - 0.05, rounded down to 0.05; perplexity gate =
+# 1 + 2 x the largest measured |ratio - 1|, rounded up to 0.05, at least 1.05. Measured:
+#   q8_0 95.2-95.3%, x1.004-1.009; q4_k_m 90.6-93.8%, x0.992-0.994; q3_k_m 67.9-68.6%,
+#   x1.40-1.41 (bench/results/frontier/frontier.json); q6_k 93.8% x1.007, q5_k_m 87.3%
+#   x1.067, q4_k_s 85.6% x1.069, iq4_nl 69.0% x1.234 (bench/bench_export_gguf.py, pruned
+#   rate 0.5: bench/results/export_gguf_2026-12-03.log). q2_k is not measured yet: its gate
+#   is a guess until bench_export_gguf.py --quants q2_k runs.
 _ROWS = [
     Precision("f32", "gguf", 32.0, Gate(0.1, 0.98, 1.01), "32-bit floats (written by gguf-py)",
               aliases=("fp32",)),
@@ -51,21 +59,21 @@ _ROWS = [
               "16-bit floats; norms and out-of-range tensors stay F32", aliases=("fp16",)),
     Precision("q8_0", "gguf", 8.5, Gate(None, 0.90, 1.05), "8-bit blocks of 32 (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q8_0", aliases=("q8",)),
-    Precision("q6_k", "gguf", 6.56, Gate(None, 0.90, 1.05), "6-bit K-quant (llama.cpp)",
+    Precision("q6_k", "gguf", 6.56, Gate(None, 0.85, 1.05), "6-bit K-quant (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q6_K", aliases=("q6",)),
-    Precision("q5_k_m", "gguf", 5.7, Gate(None, 0.85, 1.10),
+    Precision("q5_k_m", "gguf", 5.7, Gate(None, 0.80, 1.15),
               "5-bit K-quant, attn_v/ffn_down partly Q6_K (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q5_K_M", aliases=("q5",)),
-    Precision("q4_k_m", "gguf", 4.9, Gate(None, 0.70, 1.35),
+    Precision("q4_k_m", "gguf", 4.9, Gate(None, 0.85, 1.05),
               "4-bit K-quant, attn_v/ffn_down partly Q6_K (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q4_K_M", aliases=("q4",)),
-    Precision("q4_k_s", "gguf", 4.6, Gate(None, 0.70, 1.35), "4-bit K-quant (llama.cpp)",
+    Precision("q4_k_s", "gguf", 4.6, Gate(None, 0.80, 1.15), "4-bit K-quant (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q4_K_S"),
     Precision("q4_0", "gguf", 4.5, Gate(None, 0.70, 1.35), "4-bit blocks of 32 (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q4_0"),
-    Precision("iq4_nl", "gguf", 4.5, Gate(None, 0.70, 1.35),
+    Precision("iq4_nl", "gguf", 4.5, Gate(None, 0.60, 1.50),
               "4-bit non-linear blocks of 32 (llama.cpp)", "LLAMA_FTYPE_MOSTLY_IQ4_NL"),
-    Precision("q3_k_m", "gguf", 3.9, Gate(None, 0.55, 1.80),
+    Precision("q3_k_m", "gguf", 3.9, Gate(None, 0.60, 1.85),
               "3-bit K-quant, attn_v/ffn_down partly Q4_K/Q5_K (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q3_K_M", aliases=("q3",)),
     Precision("q2_k", "gguf", 3.0, Gate(None, 0.40, 3.00),
