@@ -174,7 +174,7 @@ def search_widths(lm, langs: Sequence[str], rate: float, options, *, stats, cali
     from ..heal.distill import teacher_topk
     from ..models import cache_dir
     from ..io import read_json, write_json
-    from .select import _top, neuron_importance
+    from .select import _top, neuron_importance, protected_neurons
 
     model = lm.model
     full = [v.width for v in ffn_layers(model)]
@@ -202,13 +202,7 @@ def search_widths(lm, langs: Sequence[str], rate: float, options, *, stats, cali
     scores = neuron_importance(options.strategy, model, stats, options.seed)
     order = []
     for i, sc in enumerate(scores):
-        protect = torch.zeros(0, dtype=torch.long)
-        if options.strategy != "random":
-            found = [] if stats is None else [stats.massive[i]]
-            if calibration is not None:
-                found.append(calib.massive_neurons(calibration.mean_abs[i]))
-            if found:
-                protect = torch.unique(torch.cat(found))
+        protect = protected_neurons(options.strategy, stats, calibration, i)
         order.append(_top(sc, full[i], protect))
     top = teacher_topk(model, ids, settings.top_k)
     variants = Variants(model, order, calibration if options.compensate else None, options.ridge)

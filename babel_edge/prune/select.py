@@ -74,6 +74,17 @@ def target_stats(profile, langs: Sequence[str]) -> TargetStats:
         expert_size=profile.expert_map.expert_size)
 
 
+def protected_neurons(strategy: str, stats: "TargetStats | None", calibration, layer: int) -> torch.Tensor:
+    """Neuron ids of `layer` that no strategy but `random` may remove: the massive-activation
+    neurons the profile found, and those the calibration text shows."""
+    if strategy == "random":
+        return torch.zeros(0, dtype=torch.long)
+    found = [] if stats is None else [stats.massive[layer]]
+    if calibration is not None:
+        found.append(calib.massive_neurons(calibration.mean_abs[layer]))
+    return torch.unique(torch.cat(found)) if found else torch.zeros(0, dtype=torch.long)
+
+
 def neuron_importance(strategy: str, model, stats: TargetStats | None, seed: int = 0) -> list[torch.Tensor]:
     """Per layer [F] float scores, higher = more important."""
     if strategy in LANGUAGE_STRATEGIES and stats is None:
@@ -161,13 +172,7 @@ def plan_pruning(model, langs: Sequence[str], rate: float, options: PruneOptions
     scores = neuron_importance(o.strategy, model, stats, o.seed)
     layers = []
     for i, w in enumerate(widths):
-        protect = torch.zeros(0, dtype=torch.long)
-        if o.strategy != "random":
-            found = [] if stats is None else [stats.massive[i]]
-            if calibration is not None:
-                found.append(calib.massive_neurons(calibration.mean_abs[i]))
-            if found:
-                protect = torch.unique(torch.cat(found))
+        protect = protected_neurons(o.strategy, stats, calibration, i)
         if o.granularity == "expert":
             ex = stats.experts[i]
             if o.strategy == "frequency":

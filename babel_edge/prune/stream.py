@@ -80,10 +80,9 @@ def plan_streamed(model_dir: str | Path, langs: Sequence[str], rate: float, opti
     """The plan select.plan_pruning makes, reading one layer's FFN weights at a time."""
     from ..models.adapters import adapter_for
     from ..models.loader import read_config
-    from . import calibration as calib
     from . import schedule as sched
     from .options import check_rate
-    from .select import _top, adaptive_signal, massive_rule
+    from .select import _top, adaptive_signal, massive_rule, protected_neurons
 
     check_rate(rate)
     o = options.validate()
@@ -108,13 +107,7 @@ def plan_streamed(model_dir: str | Path, langs: Sequence[str], rate: float, opti
     for i, (n, w) in enumerate(zip(names, widths)):
         gate, up, down = (_read(n[k], where) for k in ("gate", "up", "down"))
         scores = layer_importance(o.strategy, gate, up, down, stats, i, g)
-        protect = torch.zeros(0, dtype=torch.long)
-        if o.strategy != "random":
-            found = [] if stats is None else [stats.massive[i]]
-            if calibration is not None:
-                found.append(calib.massive_neurons(calibration.mean_abs[i]))
-            if found:
-                protect = torch.unique(torch.cat(found))
+        protect = protected_neurons(o.strategy, stats, calibration, i)
         kept = torch.sort(_top(scores, w, protect)).values
         layers.append(LayerPlan(i, full[i], int(w), kept.tolist(), protect.tolist(),
                                 None if signal is None else float(signal[i])))
