@@ -97,3 +97,43 @@ def test_profile_of_another_model_is_refused(tiny_dirs, profile_file, tmp_path, 
     rc = run("prune", "--model", tiny_dirs["qwen2"], "--langs", "en", "--rate", "0.5",
              "--out", tmp_path / "o")
     assert rc == 2 and "--profile is needed" in capsys.readouterr().err
+
+
+def test_streamed_prune_and_export_from_the_command_line(tiny_dirs, profile_file, tmp_path, capsys):
+    """`prune --stream` writes the tensors the in-memory `prune` writes for the same options
+    (mass strategy from the profile, adaptive schedule, no compensation), and `export --stream`
+    turns it into a GGUF that passes parity; what --stream cannot do is refused in one line."""
+    import torch
+    from safetensors.torch import load_file
+
+    common = ["--model", tiny_dirs["llama"], "--profile", profile_file, "--langs", "en,de",
+              "--rate", "0.5", "--multiple-of", "16", "--no-compensate"]
+    assert run("prune", *common, "--out", tmp_path / "mem") == 0, capsys.readouterr().err
+    assert run("prune", *common, "--stream", "--out", tmp_path / "st") == 0, capsys.readouterr().err
+    assert "streamed" in capsys.readouterr().out
+    a = load_file(str(tmp_path / "mem" / "model.safetensors"))
+    b = {}
+    for f in (tmp_path / "st").glob("*.safetensors"):
+        b.update(load_file(str(f)))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pa = json.loads((tmp_path / "mem" / "pruning_plan.json").read_text())
+    pb = json.loads((tmp_path / "st" / "pruning_plan.json").read_text())
+    assert [l["kept"] for l in pa["layers"]] == [l["kept"] for l in pb["layers"]]
+    assert pb["params"]["total_after"] == pa["params"]["total_after"]
+
+    gguf = tmp_path / "st.gguf"
+    rc = run("export", "--stream", "--model", tmp_path / "st", "--format", "gguf", "--quant", "f16",
+             "--threads", "1", "--out", gguf)
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads(next(tmp_path.glob("st*.json")).read_text())
+    assert gguf.exists() and summary["parity"]["passed"]
+
+    for extra, expect in ((["--trim-vocab"], "--trim-vocab"), ([], "--compensate")):
+        args = [x for x in common if x != "--no-compensate"] if not extra else common + extra
+        rc = run("prune", *args, "--stream", "--out", tmp_path / "bad")
+        err = capsys.readouterr().err
+        assert rc == 2 and expect in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
+    rc = run("export", "--stream", "--model", tmp_path / "st", "--format", "onnx",
+             "--out", tmp_path / "o")
+    assert rc == 2 and "GGUF only" in capsys.readouterr().err

@@ -73,6 +73,14 @@ def _export(args) -> int:
         from ..models import load_model
 
         check_out(out, args.force)
+        if args.stream:
+            from ..exporters.gguf.stream import export_gguf_streamed, format_streamed_summary
+            from ..models.loader import resolve_model_dir
+
+            summary = export_gguf_streamed(resolve_model_dir(args.model), out, quant,
+                                           force=args.force, threads=args.threads)
+            print(format_streamed_summary(summary))
+            return 0
         summary = export_gguf(load_model(args.model), out, quant, force=args.force,
                               align=args.align, threads=args.threads, verbose=False)
         print(format_summary(summary))
@@ -80,6 +88,8 @@ def _export(args) -> int:
     from ..exporters import onnx as onnx_exporter     # imported here: it pulls in onnx/onnxruntime
     from ..models import load_model
 
+    if args.stream:
+        raise UserError("--stream applies to GGUF only (the ONNX export traces the loaded model)")
     if args.align:
         raise UserError("--align applies to GGUF only (ONNX stores every layer at its own width)")
     onnx_exporter.check_out(out, args.force)
@@ -116,4 +126,7 @@ def register(sub) -> None:
     s.add_argument("--threads", type=int, metavar="N",
                    help="gguf: threads for llama.cpp and the PyTorch reference (default: all "
                         "cores; on a busy machine 1 can be much faster)")
+    s.add_argument("--stream", action="store_true",
+                   help="gguf: for a model bigger than memory: write the GGUF one decoder layer at "
+                        "a time from the safetensors shards; parity runs in its own process")
     s.set_defaults(func=run)

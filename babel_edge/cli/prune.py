@@ -92,6 +92,11 @@ def register(sub) -> None:
                    help="share of FFN parameters to remove over the whole model, in (0, 1)")
     add_prune_options(s)
     s.add_argument("--corpus", help=CORPUS_HELP + " (calibration and vocabulary text)")
+    s.add_argument("--stream", action="store_true",
+                   help="for a model bigger than memory: never load it; read and write its "
+                        "safetensors tensor by tensor (peak memory ~ the largest tensor). Needs "
+                        "--no-compensate; no --trim-vocab, --heal or --schedule search. Export "
+                        "the result with 'babel-edge export --stream'")
     s.add_argument("--out", required=True, help="output directory (replaced if it holds an earlier pruned model)")
     add_nproc(s)
     s.set_defaults(func=run)
@@ -101,6 +106,14 @@ def run(args) -> int:
     from ..corpus import parse_langs
     from ..prune import prune
 
+    if args.stream:
+        from ..prune.stream import prune_large
+
+        path, plan = prune_large(args.model, args.profile, parse_langs(args.langs), args.rate,
+                                 args.out, prune_options(args))
+        print_plan(plan)
+        out.print(f"saved {path}  (streamed; export with 'babel-edge export --stream --model {path}')")
+        return 0
     bars = HealBars()
     try:
         path, plan = prune(args.model, args.profile, parse_langs(args.langs), args.rate, args.out,

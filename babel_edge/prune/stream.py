@@ -16,6 +16,7 @@ like any pruned directory.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -167,7 +168,7 @@ def prune_streamed(model_dir: str | Path, plan: PruningPlan, out: str | Path, *,
     check_out_dir(out)
     cfg = read_config(d)
     with atomic_dir(out) as tmp:
-        index, shard, size, n = {}, {}, 0, 0
+        index, shard, size, n, n_out = {}, {}, 0, 0, 0
 
         def flush():
             nonlocal shard, size, n
@@ -183,6 +184,7 @@ def prune_streamed(model_dir: str | Path, plan: PruningPlan, out: str | Path, *,
                 flush()
             shard[name] = t
             size += t.numel() * t.element_size()
+            n_out += t.numel()
         flush()
         if n == 1:                         # one shard: the name transformers expects
             (tmp / "model-00001.safetensors").rename(tmp / "model.safetensors")
@@ -199,7 +201,48 @@ def prune_streamed(model_dir: str | Path, plan: PruningPlan, out: str | Path, *,
                     shutil.copy2(f, tmp / f.name)
         ffn_before = 3 * int(cfg["hidden_size"]) * sum(plan.widths_before)
         ffn_after = 3 * int(cfg["hidden_size"]) * sum(plan.widths)
-        plan.params = dict(plan.params, ffn_before=ffn_before, ffn_after=ffn_after)
+        where = tensor_names(d)
+        n_in = sum(math.prod(_shape(where, name)) for name in where)
+        plan.params = dict(plan.params, ffn_before=ffn_before, ffn_after=ffn_after,
+                           total_before=n_in, total_after=n_out)
         plan.extra = dict(plan.extra, streamed=True)
         plan.write(tmp)
     return out
+
+
+def prune_large(model: str | None, profile: str | Path | None, langs: Sequence[str], rate: float,
+                out: str | Path, options) -> tuple[Path, PruningPlan]:
+    """What `babel-edge prune --stream` does: check everything, plan and prune tensor by tensor.
+
+    The model is never loaded: only single neurons, no search schedule, no least-squares
+    compensation (it needs a calibration, i.e. forward passes of the whole model), no
+    vocabulary trimming or healing (both run the model). The profile, when a strategy or
+    schedule needs one, must come from the same weights (its fingerprint is checked against
+    the directory's, which reads headers and a few sampled bytes)."""
+    from ..models.loader import fingerprint, resolve_model_dir
+    from ..profile import load_profile
+    from .model_dir import check_out_dir
+    from .options import check_rate
+    from .select import target_stats
+
+    o = options.validate()
+    check_rate(rate)
+    refused = [name for name, on in (("--trim-vocab", o.trim_vocab), ("--heal", o.heal is not None),
+                                     ("--compensate", o.compensate)) if on]
+    if refused:
+        raise UserError(f"--stream never runs the model, so it cannot do {', '.join(refused)}; "
+                        f"add --no-compensate, drop the others, and prune the streamed output "
+                        f"again in memory if you need them")
+    if o.needs_profile and not profile:
+        raise UserError(f"--profile is needed for --strategy {o.strategy} and --schedule "
+                        f"{o.schedule}; create one with 'babel-edge profile' (or use --strategy "
+                        f"magnitude --schedule uniform)")
+    out = Path(out).expanduser()
+    check_out_dir(out)
+    d = resolve_model_dir(model)
+    stats = None
+    if o.needs_profile:
+        prof = load_profile(profile, model_fingerprint=fingerprint(d))
+        stats = target_stats(prof, langs)
+    plan = plan_streamed(d, langs, rate, o, stats=stats)
+    return prune_streamed(d, plan, out), plan

@@ -199,8 +199,25 @@ def export_gguf_streamed(model_dir: str | Path, out: str | Path, quant: str = "q
                "streamed": True, "architecture": layout.target.arch, "ffn_widths": layout.widths,
                "file_bytes": out.stat().st_size, "rewrites": info, "parity": rep,
                "seconds": round(time.time() - t0, 1)}
-    write_json(summary_path(out), summary)
+    summary["tensor_types"] = llama.tensor_types(out)["count"]
+    summary["summary_path"] = str(write_json(summary_path(out), summary))
     return summary
+
+
+def format_streamed_summary(s: dict) -> str:
+    """A few human lines for a streamed export; the JSON file has everything."""
+    from ..parity import mb, summary_line
+
+    types = ", ".join(f"{t}×{n}" for t, n in s["tensor_types"].items())
+    w = s["ffn_widths"]
+    lines = [f"GGUF {s['precision']} export (streamed, layer by layer) of {s['source']} → {s['path']}",
+             f"  architecture '{s['architecture']}', {mb(s['file_bytes'])}; tensors {types}",
+             f"  FFN widths: {w[0] if len(set(w)) == 1 else w}"]
+    if s["parity"]:
+        lines.append(summary_line(s["parity"], f" (own process, peak RSS "
+                                               f"{s['parity']['peak_rss_mb']:,.0f} MB)"))
+    lines.append(f"  summary: {s['summary_path']}")
+    return "\n".join(lines)
 
 
 def parity_in_subprocess(gguf_path: Path, model_dir: Path, quant: str, threads: int | None) -> dict:
