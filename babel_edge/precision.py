@@ -50,8 +50,8 @@ class Precision:
 #   q8_0 95.2-95.3%, x1.004-1.009; q4_k_m 90.6-93.8%, x0.992-0.994; q3_k_m 67.9-68.6%,
 #   x1.40-1.41 (bench/results/frontier/frontier.json); q6_k 93.8% x1.007, q5_k_m 87.3%
 #   x1.067, q4_k_s 85.6% x1.069, iq4_nl 69.0% x1.234 (bench/bench_export_gguf.py, pruned
-#   rate 0.5: bench/results/export_gguf_2026-12-03.log). q2_k is not measured yet: its gate
-#   is a guess until bench_export_gguf.py --quants q2_k runs.
+#   rate 0.5: bench/results/export_gguf_2026-12-03.log); iq4_nl 71.1-73.9% x1.228-1.264 and
+#   q2_k 55.9-56.5% x1.96-2.22 (vocabulary 64k, unpruned and FFN 0.5: frontier.json).
 _ROWS = [
     Precision("f32", "gguf", 32.0, Gate(0.1, 0.98, 1.01), "32-bit floats (written by gguf-py)",
               aliases=("fp32",)),
@@ -71,12 +71,12 @@ _ROWS = [
               "LLAMA_FTYPE_MOSTLY_Q4_K_S"),
     Precision("q4_0", "gguf", 4.5, Gate(None, 0.70, 1.35), "4-bit blocks of 32 (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q4_0"),
-    Precision("iq4_nl", "gguf", 4.5, Gate(None, 0.60, 1.50),
+    Precision("iq4_nl", "gguf", 4.5, Gate(None, 0.60, 1.55),
               "4-bit non-linear blocks of 32 (llama.cpp)", "LLAMA_FTYPE_MOSTLY_IQ4_NL"),
     Precision("q3_k_m", "gguf", 3.9, Gate(None, 0.60, 1.85),
               "3-bit K-quant, attn_v/ffn_down partly Q4_K/Q5_K (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q3_K_M", aliases=("q3",)),
-    Precision("q2_k", "gguf", 3.0, Gate(None, 0.40, 3.00),
+    Precision("q2_k", "gguf", 3.0, Gate(None, 0.50, 3.45),
               "2-bit K-quant, attention and ffn_down at 3-4 bits (llama.cpp)",
               "LLAMA_FTYPE_MOSTLY_Q2_K", aliases=("q2",)),
     Precision("fp32", "onnx", 32.0, Gate(1e-2, 0.99, 1.005), "32-bit floats"),
