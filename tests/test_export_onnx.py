@@ -218,6 +218,9 @@ def test_quantized_export_passes_its_thresholds(trained_pruned_llama, tmp_path, 
     s = export_onnx(lm, tmp_path / precision, precision, verbose=False)
     p, q = s["parity"], s["quantization"]
     assert p["passed"] and p["max_abs_diff"] > 0          # quantized: close, not equal
+    # the fp32 graph it was made from met the fp32 gate, and is not left in the export
+    assert p["structure_fp32"]["passed"] and p["structure_fp32"]["max_abs_diff"] < 1e-2
+    assert not [f.name for f in (tmp_path / precision).iterdir() if f.name.startswith(".")]
     assert p["argmax_agreement"] >= precision_table.gate(precision).argmax_agreement
     # every weight MatMul became MatMulNBits (the ones left multiply activations: attention)
     assert s["ops"]["MatMulNBits"] == 4 * 7 + 1
@@ -276,12 +279,12 @@ def test_parity_failure_leaves_nothing(tiny_dirs, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("precision", ["fp32"])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_a_flipped_rope_fails_the_gate(trained_pruned_llama, tmp_path, monkeypatch, precision):
     """A deliberately broken graph (rotary embedding turning the wrong way) must not pass the
-    parity gate, and leaves nothing behind. (int8's gate reads argmax and perplexity only, and
-    this few-step-trained tiny model barely uses positions: there the flip passes, so int8 is
-    not asserted here.)"""
+    parity gate, and leaves nothing behind. int8's own gate reads argmax and perplexity only,
+    which this few-step-trained tiny model (it barely uses positions) passes with the flip:
+    the fp32 graph the int8 one is made from is held to the fp32 gate first, and fails."""
     from babel_edge.exporters.onnx import build
 
     real = build._rope_inv_freq
@@ -291,8 +294,9 @@ def test_a_flipped_rope_fails_the_gate(trained_pruned_llama, tmp_path, monkeypat
         return -inv, scale
 
     monkeypatch.setattr(build, "_rope_inv_freq", flipped)
-    with pytest.raises(ParityError, match="parity|argmax|perplexity|logit"):
+    with pytest.raises(ParityError, match="parity|argmax|perplexity|logit") as e:
         export_onnx(trained_pruned_llama, tmp_path / "out", precision, verbose=False)
+    assert precision == "fp32" or "graph structure" in str(e.value)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -106,13 +106,24 @@ def _ffn_summary(model, plan) -> dict:
 
 # ----------------------------------------------------------------------------- steps
 
-def write_graph(model, out_dir: Path, precision: str, opset: int | None) -> dict:
+def write_graph(model, out_dir: Path, precision: str, opset: int | None,
+                structure_dir: Path | None = None) -> dict:
     """Write the graph from the weights (fp32), then bring it to `precision`; model.onnx(+_data)
-    in out_dir. Returns what was done (quantization details, opset, io, ops, KV cache)."""
+    in out_dir. With `structure_dir`, the fp32 graph the precision is made from is saved there
+    too (for the structure check: see run_parity). Returns what was done (quantization
+    details, opset, io, ops, KV cache)."""
     with status("writing the ONNX graph (fp32, KV cache)"):
         proto = B.build_decoder(model, opset or B.OPSET)
     details: dict = {}
     final = out_dir / G.ONNX_FILE
+    if structure_dir is not None and precision != "fp32":
+        import onnx
+
+        with status("writing the fp32 graph for the structure check"):
+            fp32 = onnx.ModelProto()
+            fp32.CopyFrom(proto)            # saving with external data empties the tensors
+            G.save(fp32, structure_dir / G.ONNX_FILE)
+            del fp32
     if precision in ("fp32", "fp16"):
         with status(f"writing {precision} graph with external data"):
             if precision == "fp16":
@@ -162,11 +173,18 @@ def faithful_attention(model):
             model.set_attn_implementation(before)
 
 
-def run_parity(model, out_dir: Path, prompts, paragraphs, precision: str
-               ) -> tuple[ParityReport, ParityReport]:
+def run_parity(model, out_dir: Path, prompts, paragraphs, precision: str,
+               structure_dir: Path | None = None) -> tuple[ParityReport, ParityReport, ParityReport | None]:
     """The export against PyTorch through onnxruntime and through onnxruntime-genai (same
     sequences, same gate). Reference logits first: alternating PyTorch and onnxruntime calls
-    makes their thread pools fight over the cores (measured: 5-10× slower on 2 busy cores)."""
+    makes their thread pools fight over the cores (measured: 5-10× slower on 2 busy cores).
+
+    With `structure_dir` (the fp32 graph a reduced precision was made from), that graph is
+    first held to the fp32 gate: reduced precisions are judged by argmax agreement and
+    perplexity, which a broken graph (a rotary embedding turning the wrong way) can pass on a
+    model that barely uses positions; the fp32 gate (max |Δlogit|) catches it, and the
+    precision's own gate then judges only what quantization changed. Returns the
+    onnxruntime, onnxruntime-genai and structure reports (None without structure_dir)."""
     seqs = [list(s) for s in list(prompts) + list(paragraphs)]
     ref_fn = torch_logits_fn(model)
     with count_progress("parity: reference logits (PyTorch)", len(seqs), "sequences") as advance, \
@@ -175,23 +193,30 @@ def run_parity(model, out_dir: Path, prompts, paragraphs, precision: str
         for s in seqs:
             ref[tuple(s)] = ref_fn(s)
             advance(1)
-    reports = []
-    for label, make in (("onnxruntime", lambda: onnx_logits_fn(OnnxCausalLM(out_dir, spinning=False))),
-                        ("onnxruntime-genai", lambda: GA.genai_logits_fn(out_dir, DECODE_STEPS))):
+    checks = [("onnxruntime", lambda: onnx_logits_fn(OnnxCausalLM(out_dir, spinning=False)), precision),
+              ("onnxruntime-genai", lambda: GA.genai_logits_fn(out_dir, DECODE_STEPS), precision)]
+    if structure_dir is not None:
+        checks.insert(0, ("graph structure (the fp32 graph before quantization)",
+                          lambda: onnx_logits_fn(OnnxCausalLM(structure_dir, spinning=False)), "fp32"))
+    reports = {}
+    for label, make, gate in checks:
         exp = make()
-        with count_progress(f"parity {precision}: {label}", len(seqs), "sequences") as advance:
+        with count_progress(f"parity {gate}: {label}", len(seqs), "sequences") as advance:
             def exp_counted(ids, exp=exp):
                 r = exp(ids)
                 advance(1)
                 return r
             try:
-                reports.append(check_parity(lambda ids: ref[tuple(ids)], exp_counted, prompts,
-                                            paragraphs, precision))
+                reports[label] = check_parity(lambda ids: ref[tuple(ids)], exp_counted, prompts,
+                                              paragraphs, gate)
             except ParityError as e:
                 raise ParityError(f"{label}: {e}") from e
         del exp
         gc.collect()
-    return reports[0], reports[1]
+        if gate != precision:
+            shutil.rmtree(structure_dir, ignore_errors=True)
+    structure = reports.pop(checks[0][0]) if structure_dir is not None else None
+    return reports["onnxruntime"], reports["onnxruntime-genai"], structure
 
 
 def check_genai_tokenizer(out_dir: Path, tokenizer, target_langs) -> int:
@@ -241,7 +266,8 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
     except OSError as e:
         raise UserError(f"cannot write next to '{out}': {e.strerror}") from e
     with atomic_dir(out) as tmp:
-        details = write_graph(model, tmp, precision, opset)
+        structure_dir = None if precision == "fp32" else tmp / ".fp32-structure-check"
+        details = write_graph(model, tmp, precision, opset, structure_dir)
         t_graph = time.time() - t0
         carried = write_side_files(lm, tmp)
         in_place = "GroupQueryAttention" in details["ops"]
@@ -251,7 +277,8 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
         prompts, paragraphs = parity_ids(lm.tokenizer, targets, lm.model.config)   # + one long sequence
         t1 = time.time()
         genai["tokenizer_texts_checked"] = check_genai_tokenizer(tmp, lm.tokenizer, targets)
-        report, genai_report = run_parity(model, tmp, prompts, paragraphs, precision)  # raises
+        report, genai_report, structure = run_parity(model, tmp, prompts, paragraphs, precision,
+                                                     structure_dir)                  # raises
         t_parity = time.time() - t1
         files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
         summary = {
@@ -279,7 +306,8 @@ def export_onnx(model_dir_or_loaded, out_dir: str | Path, precision: str = "fp32
             "ops": details.pop("ops"),
             **{k: v for k, v in details.items() if v is not None},
             "parity": {**report.to_dict(), "prompts": len(prompts), "paragraphs": len(paragraphs),
-                       "decode_steps": DECODE_STEPS},
+                       "decode_steps": DECODE_STEPS,
+                       "structure_fp32": structure.to_dict() if structure else None},
             "genai": {**genai, "parity": {**genai_report.to_dict(), "prompts": len(prompts),
                                           "paragraphs": len(paragraphs),
                                           "decode_steps": DECODE_STEPS}},
