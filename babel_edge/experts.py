@@ -216,7 +216,7 @@ def kmeans_split(gate_weights: Sequence[torch.Tensor], expert_size: int = 32,
     experts = []
     with _one_thread():
         for i, w in enumerate(gate_weights):
-            x = torch.nn.functional.normalize(w.detach().to(torch.float64), dim=1)   # [F, hidden]
+            x = torch.nn.functional.normalize(w.detach().to("cpu", torch.float64), dim=1)  # [F, hidden]
             k = w.shape[0] // expert_size
             experts.append(_canonical(balanced_kmeans(x, k, seed=seed + i), k))
     return ExpertMap("kmeans", expert_size, seed, experts)

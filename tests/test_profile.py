@@ -273,3 +273,29 @@ def test_embedded_model_profile_and_report(embedded, tmp_path):
     s = write_report(load_profile(path), tmp_path / "report")
     assert sum(s["per_layer"]["shared_all"]) > 0
     assert (tmp_path / "report" / "report.html").stat().st_size > 10_000
+
+
+def test_device_map_and_bfloat16_profiles(tiny_dirs, tmp_path, monkeypatch, capsys):
+    """`profile --device-map auto` loads through accelerate (here: every layer on the CPU) and
+    writes the counts the plain load writes; `--dtype bfloat16` profiles the bf16 weights —
+    counts move a little, not much — and the header says which."""
+    from babel_edge.cli import main
+
+    monkeypatch.setenv("BABEL_EDGE_CACHE", str(tmp_path / "cache"))
+    base = ["profile", "--model", str(tiny_dirs["llama"]), "--langs", "en,de",
+            "--tokens-per-lang", "512", "--min-tokens", "64", "--experts-size", "16"]
+    outs = {}
+    for name, extra in (("plain", []), ("mapped", ["--device-map", "auto"]),
+                        ("bf16", ["--dtype", "bfloat16"])):
+        outs[name] = tmp_path / f"{name}.safetensors"
+        assert main(base + extra + ["--out", str(outs[name])]) == 0, capsys.readouterr().err
+    plain, mapped, bf16 = (load_profile(outs[n]) for n in ("plain", "mapped", "bf16"))
+    assert mapped.header["run"]["device_map"] == ["cpu"] and bf16.header["run"]["dtype"] == "bfloat16"
+    for i in range(plain.n_layers):
+        assert torch.equal(plain.expert_count[i], mapped.expert_count[i])
+        assert torch.equal(plain.neuron_count[i], mapped.neuron_count[i])
+        assert (plain.neuron_freq(i) - bf16.neuron_freq(i)).abs().max() < 0.1
+    assert any(not torch.equal(plain.neuron_count[i], bf16.neuron_count[i])
+               for i in range(plain.n_layers))
+    assert main(base + ["--device-map", "everywhere", "--out", str(tmp_path / "x.st")]) == 2
+    assert "--device-map 'everywhere'" in capsys.readouterr().err

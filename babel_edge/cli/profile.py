@@ -51,6 +51,12 @@ def register(sub) -> None:
     s.add_argument("--max-len", type=int, default=256,
                    help="longest sequence in tokens; longer paragraphs are cut into pieces (default 256)")
     s.add_argument("--seed", type=int, default=0, help="seed of the expert split (default 0)")
+    s.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="weights' type while profiling (default float32; bfloat16 halves the "
+                        "memory of a big model, and counts move a little: the header records it)")
+    s.add_argument("--device-map", metavar="auto",
+                   help="spread a model that one device cannot hold over the GPUs, then the CPU "
+                        "(accelerate's device_map: 'auto', 'balanced', 'sequential')")
     s.add_argument("--out", required=True, metavar="FILE", help="profile file to write (.safetensors)")
     s.add_argument("--exclude-domain", action="append", metavar="DOMAIN",
                    help="corpus domain not to read (repeatable; default: the domain evaluation "
@@ -86,7 +92,9 @@ def run(args) -> int:
     else:          # the domain these languages' evaluation holds out (as prune/eval choose it)
         unseen = corpus.unseen_domain(langs) if hasattr(corpus, "unseen_domain") else None
         excluded = (unseen,) if unseen else ()
-    lm = load_model(args.model)
+    if args.device_map is not None and args.device_map not in ("auto", "balanced", "sequential"):
+        raise UserError(f"--device-map '{args.device_map}': use auto, balanced or sequential")
+    lm = load_model(args.model, dtype=args.dtype, device_map=args.device_map)
     part = partial_dir_for(out)
     profile = profile_model(
         lm, langs, lambda lang: corpus.texts(lang, "profile", exclude=excluded),
@@ -98,6 +106,9 @@ def run(args) -> int:
     from .. import distributed as dd
 
     profile.header["run"]["domains_excluded"] = list(excluded)
+    profile.header["run"]["dtype"] = args.dtype
+    if args.device_map is not None:
+        profile.header["run"]["device_map"] = sorted({str(d) for d in lm.model.hf_device_map.values()})
     if not dd.is_main():                      # rank 0 writes the one file
         return 0
     save_profile(profile, out)

@@ -215,26 +215,57 @@ def check_architecture(model_dir: Path) -> str:
     return model_type
 
 
-def load_model(spec: str | None = None, dtype=None, device: str = "cpu") -> LoadedModel:
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load_model(spec: str | None = None, dtype=None, device: str = "cpu",
+               device_map: str | dict | None = None) -> LoadedModel:
+    """Load a model (fp32 unless `dtype`). With `device_map` ("auto", or accelerate's
+    {module: device} form) the layers are spread over the GPUs, then the CPU, as accelerate
+    places them — for profiling a model one device cannot hold; a map that would need the
+    disk is refused (every stage here needs the weights in memory; prune --stream does not)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise UserError(f"unknown --dtype '{dtype}'; use one of {', '.join(DTYPES)}")
+        dtype = getattr(torch, dtype)
     model_dir = resolve_model_dir(spec)
     arch = check_architecture(model_dir)
+    pruned = "ffn_widths" in read_config(model_dir)
+    if device_map is not None and pruned:
+        raise UserError("--device-map loads Hugging Face checkpoints; a pruned directory loads "
+                        "whole (it is the smaller model)")
     with status(f"loading {model_dir.name}"):
-        if "ffn_widths" in read_config(model_dir):
+        if pruned:
             # a pruned directory (per-layer FFN widths): from_pretrained cannot build it
             from ..prune.model_dir import load_pruned
             model = load_pruned(model_dir, dtype=dtype or torch.float32, device=device)
+        elif device_map is not None:
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype or torch.float32,
+                                                         device_map=device_map)
+            spilled = sorted({str(d) for d in model.hf_device_map.values()} & {"disk", "meta"})
+            if spilled:
+                raise UserError(f"'{model_dir.name}' does not fit in GPU and CPU memory (accelerate "
+                                f"would offload it to {spilled[0]}); use a machine with more memory "
+                                f"or more GPUs, or --dtype bfloat16")
         else:
             model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype or torch.float32)
-        model.to(device).eval()
+        if device_map is None:
+            model.to(device)
+        model.eval()
         # transformers 4.57.6 flags every local checkpoint it saved itself as a possibly broken
         # Mistral regex; the fix only concerns Mistral tokenizers, so say so for the others.
         extra = {} if arch == "mistral" else {"fix_mistral_regex": False}
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **extra)
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec or DEFAULT_MODEL, path=model_dir,
                        arch=arch, family=adapter_for(arch).family, fingerprint=fingerprint(model_dir))
+
+
+def input_device(model):
+    """Where a model's inputs go: its embedding's device (the first of a device map)."""
+    return model.get_input_embeddings().weight.device
 
 
 def as_loaded(model) -> LoadedModel:

@@ -10,6 +10,7 @@ import torch
 
 from ..experts import ExpertMap
 from ..models.adapters import ffn_layers
+from ..models.loader import input_device
 from .data import LangStats, top_k_for
 
 @contextlib.contextmanager
@@ -119,7 +120,10 @@ def _stats_reducer(stats: LangStats, rows_of_batch: list, maps: tuple[list, list
     def reduce(i: int, a: torch.Tensor) -> None:
         f = a.shape[-1]
         # copy only the counted positions (index_select copies, so abs_ never touches `a`)
-        x = a.reshape(-1, f).index_select(0, rows_of_batch[0]).float().abs_()   # [N, F]
+        rows = rows_of_batch[0]
+        # (under a device map a layer's activations live on its own GPU: bring the counted
+        # rows to the statistics' device)
+        x = a.reshape(-1, f).index_select(0, rows.to(a.device)).to(rows.device).float().abs_()  # [N, F]
         for onehot, k, counts in ((onehots[i], k_exp[i], stats.expert_count[i]),
                                   (base_onehots[i], k_base[i], stats.baseline_count[i])):
             mass = x @ onehot                                              # [N, E]
@@ -139,7 +143,7 @@ def _forward(decoder, batch: Batch, device) -> None:
 def record_language(model, batches: Iterable[Batch], emap: ExpertMap, baseline: ExpertMap,
                     top_k_share: float, advance: Callable[[int], None] | None = None) -> LangStats:
     """Run the decoder over `batches` and reduce every FFN's activations to LangStats."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     stats = LangStats.zeros(emap, baseline, device)
     maps = ([emap.one_hot(i).to(device) for i in range(emap.n_layers)],
             [baseline.one_hot(i).to(device) for i in range(baseline.n_layers)])
@@ -161,12 +165,12 @@ def record_language(model, batches: Iterable[Batch], emap: ExpertMap, baseline: 
 def record_coactivation(model, batches: Sequence[Batch], widths: Sequence[int]) -> list[torch.Tensor]:
     """Per layer [F, F] float64: tokens on which neurons i and j both fired (fires = above the
     token's mean |a|, as in the profile). Costs N * F^2 per layer: use a few thousand tokens."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     coact = [torch.zeros(w, w, dtype=torch.float64, device=device) for w in widths]
     rows = [None]
 
     def reduce(i: int, a: torch.Tensor) -> None:
-        x = a.reshape(-1, a.shape[-1]).index_select(0, rows[0]).float().abs_()
+        x = a.reshape(-1, a.shape[-1]).index_select(0, rows[0].to(a.device)).to(rows[0].device).float().abs_()
         fired = (x > x.mean(1, keepdim=True)).float()                     # [N, F]
         coact[i] += (fired.T @ fired).double()                              # [F, F]
 

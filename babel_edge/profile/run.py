@@ -177,7 +177,8 @@ def profile_model(lm, langs: Sequence[str], texts_for: Callable[[str], Sequence[
         sample=lambda: [q for lang in langs for q in sequences(lang, per_lang)],
         batch=lambda seqs: make_batches(seqs, batch_size, pad_id, special), special=special)
     run_key = {"fingerprint": lm.fingerprint, "experts": emap.digest(), "baseline": baseline.digest(),
-               "top_k_share": top_k_share, "version": FORMAT_VERSION}
+               "top_k_share": top_k_share, "version": FORMAT_VERSION,
+               "dtype": str(next(model.parameters()).dtype)}
     from .. import distributed as dd
 
     stats, todo, seconds = record_languages(
