@@ -90,8 +90,14 @@ def test_bench_measures_two_subjects(tiny_dirs, tmp_path):
 
     subjects = [Subject("dense", str(tiny_dirs["llama"]), "torch"),
                 Subject("pruned", str(tiny_dirs["gemma3_text"]), "torch")]
-    res = run_bench(subjects, rounds=1, ppl_langs=["en"], ppl_bytes=300, targets=["en"])
+    res = run_bench(subjects, rounds=1, ppl_langs=["en", "de"], ppl_bytes=300, targets=["en"])
     rows = res["results"]
+    # a language beside the targets: scored on the unseen text only, on half the bytes
+    assert all("de" in r["ppl"] and "de" not in r["ppl_eval"] for r in rows)
+    from babel_edge.runtime.bench import measure_ppl
+
+    half = measure_ppl(str(tiny_dirs["llama"]), "torch", "cpu", ["de"], 300, targets=["en"])
+    assert half["sets"]["unseen"]["de"] == rows[0]["ppl"]["de"]
     # the headline is the domain held out of every fitting step; in-domain sits beside it
     assert res["unseen_domain"] == "handbook"
     assert all(r["ppl_text"] == "unseen" and r["ppl_eval"]["en"]["n_bytes"] >= 300 for r in rows)
