@@ -60,6 +60,8 @@ def test_kmeans_groups_gate_rows_better_than_random(tiny_llama):
     km = kmeans_split([v * 3 for v in w], 32, seed=0)   # scale must not matter (rows are normalised)
     assert _same(km, build_expert_map(tiny_llama, 32, "kmeans", seed=0))
     assert cohesion(km) > cohesion(random_split([256] * 4, 32, seed=0)) + 0.05
+    # the layers clustered in two processes: the same experts
+    assert _same(km, kmeans_split([v * 3 for v in w], 32, seed=0, workers=2))
 
 
 def test_coactivation_split_groups_cofiring_neurons():
