@@ -17,7 +17,7 @@ from babel_edge.prune import PruneOptions, prune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LANGS = ["en", "de"]
-SMALL = HealOptions(tokens=2048, seq_len=64, epochs=3, lr=3e-3, batch_tokens=256)
+SMALL = HealOptions(tokens=2048, seq_len=64, epochs=3, lr=3e-3, batch_tokens=256, distill_steps=0)
 
 
 @pytest.fixture(autouse=True)
