@@ -51,7 +51,9 @@ def register(sub) -> None:
     s.add_argument("--max-len", type=int, default=256,
                    help="longest sequence in tokens; longer paragraphs are cut into pieces (default 256)")
     s.add_argument("--seed", type=int, default=0, help="seed of the expert split (default 0)")
-    s.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+    from ..models.loader import DTYPES
+
+    s.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="weights' type while profiling (default float32; bfloat16 halves the "
                         "memory of a big model, and counts move a little: the header records it)")
     s.add_argument("--device-map", metavar="auto",

@@ -126,14 +126,13 @@ def _shape(where: dict[str, Path], name: str) -> list[int]:
     return safetensors_header(where[name])[name]["shape"]
 
 
-def _pruned_tensors(d: Path, cfg: dict, plan: PruningPlan, calibration, ridge: float
+def _pruned_tensors(where: dict[str, Path], cfg: dict, plan: PruningPlan, calibration, ridge: float
                     ) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of the pruned model in the source's order, one at a time."""
     from ..models.adapters import adapter_for
     from . import calibration as calib
 
     ad = adapter_for(cfg.get("model_type", "?"))
-    where = tensor_names(d)
     role = {}
     for i, n in enumerate(_ffn_names(cfg, ad)):
         for k, name in n.items():
@@ -179,7 +178,8 @@ def prune_streamed(model_dir: str | Path, plan: PruningPlan, out: str | Path, *,
                 index.update({k: name for k in shard})
                 shard, size = {}, 0
 
-        for name, t in _pruned_tensors(d, cfg, plan, calibration, ridge or RIDGE):
+        where = tensor_names(d)
+        for name, t in _pruned_tensors(where, cfg, plan, calibration, ridge or RIDGE):
             if size and size + t.numel() * t.element_size() > shard_bytes:
                 flush()
             shard[name] = t
@@ -201,7 +201,6 @@ def prune_streamed(model_dir: str | Path, plan: PruningPlan, out: str | Path, *,
                     shutil.copy2(f, tmp / f.name)
         ffn_before = 3 * int(cfg["hidden_size"]) * sum(plan.widths_before)
         ffn_after = 3 * int(cfg["hidden_size"]) * sum(plan.widths)
-        where = tensor_names(d)
         n_in = sum(math.prod(_shape(where, name)) for name in where)
         plan.params = dict(plan.params, ffn_before=ffn_before, ffn_after=ffn_after,
                            total_before=n_in, total_after=n_out)

@@ -116,7 +116,7 @@ def write_graph(model, out_dir: Path, precision: str, opset: int | None,
         proto = B.build_decoder(model, opset or B.OPSET)
     details: dict = {}
     final = out_dir / G.ONNX_FILE
-    if structure_dir is not None and precision != "fp32":
+    if structure_dir is not None:
         import onnx
 
         with status("writing the fp32 graph for the structure check"):
@@ -193,30 +193,30 @@ def run_parity(model, out_dir: Path, prompts, paragraphs, precision: str,
         for s in seqs:
             ref[tuple(s)] = ref_fn(s)
             advance(1)
-    checks = [("onnxruntime", lambda: onnx_logits_fn(OnnxCausalLM(out_dir, spinning=False)), precision),
-              ("onnxruntime-genai", lambda: GA.genai_logits_fn(out_dir, DECODE_STEPS), precision)]
-    if structure_dir is not None:
-        checks.insert(0, ("graph structure (the fp32 graph before quantization)",
-                          lambda: onnx_logits_fn(OnnxCausalLM(structure_dir, spinning=False)), "fp32"))
-    reports = {}
-    for label, make, gate in checks:
+    def check(label: str, make, gate: str) -> ParityReport:
         exp = make()
         with count_progress(f"parity {gate}: {label}", len(seqs), "sequences") as advance:
-            def exp_counted(ids, exp=exp):
+            def exp_counted(ids):
                 r = exp(ids)
                 advance(1)
                 return r
             try:
-                reports[label] = check_parity(lambda ids: ref[tuple(ids)], exp_counted, prompts,
-                                              paragraphs, gate)
+                return check_parity(lambda ids: ref[tuple(ids)], exp_counted, prompts,
+                                    paragraphs, gate)
             except ParityError as e:
                 raise ParityError(f"{label}: {e}") from e
-        del exp
-        gc.collect()
-        if gate != precision:
-            shutil.rmtree(structure_dir, ignore_errors=True)
-    structure = reports.pop(checks[0][0]) if structure_dir is not None else None
-    return reports["onnxruntime"], reports["onnxruntime-genai"], structure
+            finally:
+                del exp
+                gc.collect()
+
+    structure = None
+    if structure_dir is not None:
+        structure = check("graph structure (the fp32 graph before quantization)",
+                          lambda: onnx_logits_fn(OnnxCausalLM(structure_dir, spinning=False)), "fp32")
+        shutil.rmtree(structure_dir, ignore_errors=True)
+    ort = check("onnxruntime", lambda: onnx_logits_fn(OnnxCausalLM(out_dir, spinning=False)), precision)
+    genai = check("onnxruntime-genai", lambda: GA.genai_logits_fn(out_dir, DECODE_STEPS), precision)
+    return ort, genai, structure
 
 
 def check_genai_tokenizer(out_dir: Path, tokenizer, target_langs) -> int:
