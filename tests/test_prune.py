@@ -200,6 +200,77 @@ def test_compensation_lowers_ffn_error_on_calibration_text(llama, llama_profile,
     assert again.key == cal.key and torch.equal(again.second[1], cal.second[1])
 
 
+def _calibration(a: torch.Tensor):
+    from babel_edge.prune.calibration import Calibration
+
+    return Calibration(["en"], len(a), "k", [(a.T @ a / len(a)).float()], [], [])
+
+
+def test_ridge_is_chosen_on_held_out_text():
+    """The chosen ridge is the grid value whose refit (on the fit text) reproduces the layer
+    output best on the held-out text, measured here on the held-out activations themselves;
+    little fit text (overfitting) asks for a larger ridge than plenty does."""
+    from babel_edge.prune.calibration import choose_ridges
+    from babel_edge.prune.options import RIDGE_GRID
+
+    g = torch.Generator().manual_seed(1)
+    F, H = 64, 16
+    mix = torch.randn(F, F, generator=g) * 0.3
+    draw = lambda n: torch.randn(n, F, generator=g) @ (torch.eye(F) + mix)  # noqa: E731
+    W = torch.randn(H, F, generator=g)
+    K = torch.arange(0, F, 2)
+    held = draw(4000)
+    chosen = {}
+    for n_fit in (40, 8000):
+        fit = draw(n_fit)
+        ridges, errors = choose_ridges([W], [K], _calibration(fit), _calibration(held))
+        direct = {r: float(((held @ W.T - held[:, K] @ compensate(W, _calibration(fit).second[0], K, r).T) ** 2)
+                           .sum(1).mean()) for r in RIDGE_GRID}
+        assert ridges[0] == min(direct, key=direct.get)
+        plain = float(((held @ W.T - held[:, K] @ W[:, K].T) ** 2).sum(1).mean())
+        assert errors[0][f"{ridges[0]:g}"] == pytest.approx(direct[ridges[0]] / plain, rel=1e-3)
+        chosen[n_fit] = ridges[0]
+    assert chosen[40] > chosen[8000]
+
+
+def test_ridge_held_out_domain_is_never_fit_on():
+    from babel_edge.corpus import load_corpus
+    from babel_edge.prune.run import ridge_texts
+
+    corpus = load_corpus()
+    langs = ["en", "de", "fr"]
+    fit_for, held_for, held = ridge_texts(corpus, langs)
+    unseen = corpus.unseen_domain(langs)
+    for l in langs:
+        assert held[l] not in (unseen, None) and held[l] in corpus.domains(l)
+        fit, val = set(fit_for(l)), set(held_for(l))
+        assert val == set(corpus.texts(l, "profile", domains=[held[l]])) and val
+        assert fit and not fit & val
+        assert not fit & set(corpus.texts(l, "profile", domains=[unseen]))
+        assert not (fit | val) & set(corpus.texts(l, "eval"))
+
+
+def test_prune_records_the_ridge_choice(llama, llama_profile, texts_for):
+    from babel_edge.corpus import load_corpus
+    from babel_edge.prune.run import ridge_texts
+
+    split = ridge_texts(load_corpus(), ["en", "de"])
+    o = PruneOptions(schedule="uniform", calib_tokens=512, multiple_of=8)
+    model, plan = prune_loaded(llama, ["en", "de"], 0.5, o, profile=llama_profile,
+                               texts_for=texts_for, ridge_split=split)
+    comp = plan.compensation
+    assert len(comp["ridge"]) == 4 and set(comp["ridge"]) <= set(comp["ridge_choice"]["grid"])
+    assert comp["ridge_choice"]["held_out_domains"] == split[2]
+    for i, errs in comp["ridge_choice"]["relative_error"].items():    # the argmin, recorded
+        assert errs[f"{comp['ridge'][int(i)]:g}"] == min(errs.values())
+    # a given ridge is used as given; without a held-out domain the fixed default
+    _, fixed = prune_loaded(llama, ["en", "de"], 0.5, o.with_(ridge=0.05), profile=llama_profile,
+                            texts_for=texts_for, ridge_split=split)
+    assert fixed.compensation["ridge"] == 0.05 and fixed.compensation["ridge_choice"]["rule"] == "given"
+    _, none = prune_loaded(llama, ["en", "de"], 0.5, o, profile=llama_profile, texts_for=texts_for)
+    assert none.compensation["ridge"] == 1e-3 and "no fitting domain" in none.compensation["ridge_choice"]["rule"]
+
+
 # ------------------------------------------------------------------ strategies & massive neurons
 
 def test_massive_neuron_detection():
@@ -260,7 +331,8 @@ def test_random_is_seeded_and_expert_granularity_keeps_whole_experts(llama, llam
 
 def test_prune_loaded_end_to_end_plan_and_widths(llama, llama_profile, texts_for, tmp_path):
     model, plan = prune_loaded(llama, ["en", "de"], 0.5, PruneOptions(
-        calib_tokens=512, multiple_of=8, alpha=4.0), profile=llama_profile, texts_for=texts_for)
+        schedule="adaptive", calib_tokens=512, multiple_of=8, alpha=4.0), profile=llama_profile,
+        texts_for=texts_for)
     widths = plan.widths
     assert sum(widths) == 512 and len(set(widths)) > 1           # adaptive: widths differ
     assert ffn_widths(model) == widths and ffn_widths(llama.model) == [256] * 4   # copy
@@ -298,7 +370,7 @@ def test_embedded_prune_round_trip(embedded, texts_for, tmp_path):
     from babel_edge.profile import profile_model
 
     prof = profile_model(embedded, ["en"], texts_for, tokens_per_lang=512, min_tokens=256)
-    model, plan = prune_loaded(embedded, ["en"], 0.5, PruneOptions(calib_tokens=2048), profile=prof,
+    model, plan = prune_loaded(embedded, ["en"], 0.5, PruneOptions(schedule="adaptive", calib_tokens=2048), profile=prof,
                                texts_for=texts_for)
     widths = plan.widths
     assert sum(widths) == 18 * 1024 and len(set(widths)) > 1

@@ -108,7 +108,9 @@ def test_streamed_prune_and_export_from_the_command_line(tiny_dirs, profile_file
 
     common = ["--model", tiny_dirs["llama"], "--profile", profile_file, "--langs", "en,de",
               "--rate", "0.5", "--multiple-of", "16", "--no-compensate"]
-    assert run("prune", *common, "--out", tmp_path / "mem") == 0, capsys.readouterr().err
+    # the streamed path's default schedule is adaptive (the search runs the model)
+    assert run("prune", *common, "--schedule", "adaptive", "--out", tmp_path / "mem") == 0, \
+        capsys.readouterr().err
     assert run("prune", *common, "--stream", "--out", tmp_path / "st") == 0, capsys.readouterr().err
     assert "streamed" in capsys.readouterr().out
     a = load_file(str(tmp_path / "mem" / "model.safetensors"))
@@ -118,6 +120,7 @@ def test_streamed_prune_and_export_from_the_command_line(tiny_dirs, profile_file
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     pa = json.loads((tmp_path / "mem" / "pruning_plan.json").read_text())
     pb = json.loads((tmp_path / "st" / "pruning_plan.json").read_text())
+    assert pb["schedule"] == pa["schedule"] == "adaptive"
     assert [l["kept"] for l in pa["layers"]] == [l["kept"] for l in pb["layers"]]
     assert pb["params"]["total_after"] == pa["params"]["total_after"]
 

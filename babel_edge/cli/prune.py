@@ -11,16 +11,19 @@ from .heal import HealBars, add_heal_options, heal_options
 
 def add_prune_options(s, defaults=None) -> None:
     """The options of a pruning run (PruneOptions), shared by `prune` and `build`."""
-    from ..prune.options import GRANULARITIES, SCHEDULES, STRATEGIES, PruneOptions
+    from ..prune.options import GRANULARITIES, RIDGE_GRID, SCHEDULES, STRATEGIES, PruneOptions
 
     d = defaults or PruneOptions()
     s.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
                    help="mass: mean |activation| on the targets x down-projection column norm "
                         "(default); frequency: how often neurons/experts fire on the targets; "
                         "magnitude: language-blind weight norms; random: seeded baseline")
-    s.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
-                   help="adaptive: per-layer rates from how spread the targets' expert activations "
-                        "are in each layer (formula in pruning_plan.json); uniform: same rate everywhere")
+    s.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help=f"search: per-layer widths found by an evolutionary search that minimises "
+                        f"the next-token KL to the dense model on calibration text (2-3 minutes "
+                        f"on a 270M model; cached); adaptive: per-layer rates from how spread the "
+                        f"targets' expert activations are in each layer; uniform: same rate "
+                        f"everywhere (default {d.schedule}; with --stream, adaptive)")
     s.add_argument("--granularity", choices=GRANULARITIES, default=d.granularity,
                    help="keep single neurons (default) or whole experts of the profile's expert map")
     s.add_argument("--compensate", action=argparse.BooleanOptionalAction, default=d.compensate,
@@ -29,6 +32,11 @@ def add_prune_options(s, defaults=None) -> None:
     s.add_argument("--calib-tokens", type=int, default=d.calib_tokens,
                    help=f"calibration tokens (profile split of the targets, split equally; default "
                         f"{d.calib_tokens}; cached)")
+    s.add_argument("--ridge", type=_ridge, default=d.ridge, metavar="auto|FLOAT",
+                   help="ridge of the least-squares refit, relative to the kept neurons' mean "
+                        "squared activation; auto (default): chosen per layer from "
+                        f"{', '.join(f'{r:g}' for r in RIDGE_GRID)} on a fitting domain held out of "
+                        "the fit")
     s.add_argument("--multiple-of", type=int, default=d.multiple_of,
                    help=f"round every layer's width to a multiple of this (default {d.multiple_of}; "
                         f"256 for K-quants)")
@@ -57,14 +65,30 @@ def add_prune_options(s, defaults=None) -> None:
     add_heal_options(s, d.heal)
 
 
+def _ridge(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not auto or a number (e.g. 0.001)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the ridge must be positive, not {text}")
+    return value
+
+
 def prune_options(args):
-    """PruneOptions from parsed arguments (validated)."""
+    """PruneOptions from parsed arguments (validated). The schedule not given: the default,
+    or adaptive under --stream (the search runs the model)."""
     from ..prune.options import PruneOptions, as_paths
 
-    return PruneOptions(strategy=args.strategy, schedule=args.schedule,
+    schedule = args.schedule or ("adaptive" if getattr(args, "stream", False)
+                                 else PruneOptions().schedule)
+    return PruneOptions(strategy=args.strategy, schedule=schedule,
                         granularity=args.granularity, compensate=args.compensate,
                         multiple_of=args.multiple_of, min_keep=args.min_keep, alpha=args.alpha,
-                        seed=args.seed, calib_tokens=args.calib_tokens, trim_vocab=args.trim_vocab,
+                        seed=args.seed, calib_tokens=args.calib_tokens, ridge=args.ridge,
+                        trim_vocab=args.trim_vocab,
                         vocab_text=as_paths(args.vocab_text), vocab_size=args.vocab_size,
                         vocab_evidence=args.vocab_evidence,
                         heal=heal_options(args) if args.heal else None,
@@ -95,7 +119,8 @@ def register(sub) -> None:
     s.add_argument("--stream", action="store_true",
                    help="for a model bigger than memory: never load it; read and write its "
                         "safetensors tensor by tensor (peak memory ~ the largest tensor). Needs "
-                        "--no-compensate; no --trim-vocab, --heal or --schedule search. Export "
+                        "--no-compensate; no --trim-vocab, --heal or --schedule search (the schedule "
+                        "defaults to adaptive). Export "
                         "the result with 'babel-edge export --stream'")
     s.add_argument("--out", required=True, help="output directory (replaced if it holds an earlier pruned model)")
     add_nproc(s)

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..progress import count_progress
-from .options import MASSIVE_RATIO, RIDGE  # noqa: F401 - re-exported
+from .options import MASSIVE_RATIO, RIDGE, RIDGE_GRID  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -75,7 +75,8 @@ def _key(fingerprint: str, langs: Sequence[str], seqs: Sequence[Sequence[int]]) 
 
 @torch.inference_mode()
 def collect(model, seqs: Sequence[Sequence[int]], pad_id: int = 0, batch_size: int = 8,
-            langs: Sequence[str] = (), key: str = "") -> Calibration:
+            langs: Sequence[str] = (), key: str = "",
+            label: str = "calibrating (target languages, profile split)") -> Calibration:
     """Run the model over `seqs` and accumulate the neuron statistics of every FFN layer.
     Under torchrun each rank runs its share of the batches (batch i to rank i mod world: the
     same batches one process makes) and the sums (fp64), maxima and token counts are combined
@@ -102,7 +103,7 @@ def collect(model, seqs: Sequence[Sequence[int]], pad_id: int = 0, batch_size: i
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     total = sum(len(s) for s in seqs)
     try:
-        with count_progress("calibrating (target languages, profile split)", total,
+        with count_progress(label, total,
                             unit="tokens") as advance:
             for bi, b0 in enumerate(range(0, len(order), batch_size)):
                 if bi % dd.world() != dd.rank():
@@ -166,7 +167,8 @@ def load(path: Path) -> Calibration:
 
 def calibrate(model, tokenizer, fingerprint: str, texts_for: Callable[[str], Sequence[str]],
               langs: Sequence[str], n_tokens: int = 16384, max_len: int = 512,
-              cache: Path | None = None) -> Calibration:
+              cache: Path | None = None,
+              label: str = "calibrating (target languages, profile split)") -> Calibration:
     """Calibration statistics for `langs`, from the cache when the same tokens were seen before."""
     from ..evaluate import hf_tokenize
     from ..models import cache_dir
@@ -182,7 +184,7 @@ def calibrate(model, tokenizer, fingerprint: str, texts_for: Callable[[str], Seq
             path.unlink(missing_ok=True)
     from .. import distributed as dd
 
-    cal = collect(model, seqs, pad_id=tokenizer.pad_token_id or 0, langs=langs, key=key)
+    cal = collect(model, seqs, pad_id=tokenizer.pad_token_id or 0, langs=langs, key=key, label=label)
     if dd.is_main():
         save(cal, path)
     return cal
@@ -217,3 +219,30 @@ def compensate(down_weight: torch.Tensor, second: torch.Tensor, kept: torch.Tens
     L, info = torch.linalg.cholesky_ex(A)
     sol = torch.cholesky_solve(rhs, L) if int(info) == 0 else torch.linalg.lstsq(A, rhs).solution
     return sol.T.to(down_weight.dtype).contiguous()         # [H, k]
+
+
+def validation_error(down_weight: torch.Tensor, second: torch.Tensor, kept: torch.Tensor,
+                     new_down: torch.Tensor) -> float:
+    """E|| W a - W_K a_K ||^2 under the second moment C of some text: tr(D C D^T) with
+    D = W minus W_K placed in the kept columns (fp64)."""
+    D = down_weight.detach().double().clone()
+    D[:, kept] -= new_down.double()
+    return float(((D @ second.double()) * D).sum())
+
+
+def choose_ridges(down_weights: Sequence[torch.Tensor], kept: Sequence[torch.Tensor],
+                  fit: Calibration, held_out: Calibration,
+                  grid: Sequence[float] = RIDGE_GRID) -> tuple[list[float], list[dict]]:
+    """Per layer, the ridge whose refit on `fit`'s statistics keeps the layer's output best on
+    `held_out`'s (text of a domain the fit never read): argmin over `grid` of
+    validation_error. Returns (ridges, per layer {ridge: relative error}), the errors relative
+    to the error of no refit (the kept columns as they are)."""
+    ridges, errors = [], []
+    for i, (W, k) in enumerate(zip(down_weights, kept)):
+        plain = validation_error(W, held_out.second[i], k, W.detach()[:, k])
+        errs = {r: validation_error(W, held_out.second[i], k, compensate(W, fit.second[i], k, r))
+                / max(plain, 1e-30) for r in grid}
+        best = min(grid, key=lambda r: (errs[r], r))
+        ridges.append(float(best))
+        errors.append({f"{r:g}": round(e, 5) for r, e in errs.items()})
+    return ridges, errors

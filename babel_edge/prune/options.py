@@ -27,6 +27,10 @@ VOCAB_EVIDENCE = ("language", "text")
 # the fit, large enough to keep the solve well-posed for neurons that barely
 # ever fire (their C rows are ~0).
 RIDGE = 1e-3
+# With the default `ridge=None` the ridge is chosen per layer from this grid on a domain held
+# out of the fit (calibration.choose_ridges); RIDGE stays the value where no domain can be
+# held out and the one the width search builds its candidates with.
+RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 # A neuron is "massive" when its mean |activation| on the target languages is at least
 # MASSIVE_RATIO times the median neuron's of the same layer. They act like per-layer
@@ -40,7 +44,7 @@ MASSIVE_RATIO = 20.0
 @dataclass(frozen=True)
 class PruneOptions:
     strategy: str = "mass"             # how neurons of a layer are ranked (select.py)
-    schedule: str = "adaptive"         # how wide each layer stays (schedule.py; search.py)
+    schedule: str = "search"           # how wide each layer stays (search.py; schedule.py)
     granularity: str = "neuron"        # neuron | expert (whole experts of the profile)
     compensate: bool = True            # least-squares refit of the kept down columns
     multiple_of: int = 32              # widths are multiples of this
@@ -48,7 +52,7 @@ class PruneOptions:
     alpha: float = 1.0                 # strength of the adaptive schedule (0 = uniform)
     seed: int = 0
     calib_tokens: int = 16384          # calibration tokens over all target languages
-    ridge: float = RIDGE
+    ridge: float | None = None         # None: chosen per layer on a held-out domain (RIDGE_GRID)
     trim_vocab: bool = False           # also trim the vocabulary (babel_edge.vocab)
     vocab_text: tuple[str, ...] = field(default_factory=tuple)   # user text files for trimming
     vocab_size: int | None = None      # kept tokens in all (None: every token with evidence)
@@ -80,7 +84,7 @@ class PruneOptions:
             raise UserError(f"--alpha must be >= 0, not {self.alpha}")
         if self.calib_tokens < 1:
             raise UserError(f"--calib-tokens must be positive, not {self.calib_tokens}")
-        if not self.ridge > 0:
+        if self.ridge is not None and not self.ridge > 0:
             raise UserError(f"the compensation ridge must be positive, not {self.ridge}")
         if self.vocab_text and not self.trim_vocab:
             raise UserError("--vocab-text chooses the tokens --trim-vocab keeps; add --trim-vocab")

@@ -31,17 +31,78 @@ COMPENSATION_FORMULA = ("W_K = W C[:, K] (C[K, K] + lam I)^-1, C = E[a a^T] over
 
 
 def apply_plan(model, plan: PruningPlan, calibration: calib.Calibration | None = None,
-               ridge: float = calib.RIDGE) -> None:
-    """Cut every layer to its kept neurons, in place; refit down columns when `calibration` is given."""
+               ridge: float | Sequence[float] = calib.RIDGE) -> None:
+    """Cut every layer to its kept neurons, in place; refit down columns when `calibration` is
+    given, with `ridge` (one for all layers, or one per layer)."""
     views = ffn_layers(model)
     if [v.width for v in views] != plan.widths_before:
         raise ValueError("the plan was made for a model with other FFN widths")
+    ridges = [float(ridge)] * len(views) if isinstance(ridge, (int, float)) else list(ridge)
     for v in views:
         k = torch.tensor(plan.layers[v.index].kept, dtype=torch.long)
         down = None
         if calibration is not None:
-            down = calib.compensate(v.down.weight, calibration.second[v.index], k, ridge)
+            down = calib.compensate(v.down.weight, calibration.second[v.index], k, ridges[v.index])
         shrink_layer(model, v.index, k, down)
+
+
+# Where the held-out domain of the ridge choice comes from, per language: the first of these
+# among the language's fitting domains (never the run's unseen domain).
+RIDGE_HELD_OUT_PREFERENCE = ("fortunes", "scripture", "handbook", "udhr")
+
+
+def ridge_texts(corpus, langs: Sequence[str]):
+    """(fit_for, held_for, held) for choosing the compensation ridge on a held-out domain:
+    per language, `held[lang]` is a fitting domain (RIDGE_HELD_OUT_PREFERENCE first, then any
+    but the largest) that fit_for(lang) leaves out and held_for(lang) is. None when some
+    language has fewer than two fitting domains with profile text."""
+    if not hasattr(corpus, "unseen_domain"):
+        return None
+    unseen = corpus.unseen_domain(langs)
+    held = {}
+    for l in langs:
+        have = [d for d in corpus.domains(l) if d != unseen and corpus.texts(l, "profile", domains=[d])]
+        if len(have) < 2:
+            return None
+        size = {d: sum(map(len, corpus.texts(l, "profile", domains=[d]))) for d in have}
+        order = [d for d in RIDGE_HELD_OUT_PREFERENCE if d in have] + \
+            sorted((d for d in have if d not in RIDGE_HELD_OUT_PREFERENCE), key=lambda d: (size[d], d))
+        held[l] = order[0]
+    skip = lambda l: tuple(d for d in (unseen, held[l]) if d)  # noqa: E731
+    return (lambda l: corpus.texts(l, "profile", exclude=skip(l)),
+            lambda l: corpus.texts(l, "profile", domains=[held[l]]), held)
+
+
+def choose_ridge(lm, plan: PruningPlan, o: PruneOptions, langs: Sequence[str], split=None
+                 ) -> tuple[float | list[float], dict]:
+    """The compensation ridge(s) and how they were chosen: o.ridge when given; else per layer on
+    a held-out domain (`split` from ridge_texts; calibration.choose_ridges); else RIDGE."""
+    if o.ridge is not None:
+        return o.ridge, {"rule": "given"}
+    if split is None:
+        return calib.RIDGE, {"rule": f"fixed {calib.RIDGE:g}: no fitting domain could be held out"}
+    fit_for, held_for, held = split
+    fit = calib.calibrate(lm.model, lm.tokenizer, lm.fingerprint, fit_for, langs, o.calib_tokens,
+                          label="calibrating for the ridge (fitting domains but one)")
+    val = calib.calibrate(lm.model, lm.tokenizer, lm.fingerprint, held_for, langs, o.calib_tokens,
+                          label="calibrating for the ridge (held-out domain)")
+    views = ffn_layers(lm.model)
+    pruned = [v for v in views if len(plan.layers[v.index].kept) < v.width]
+    chosen, errors = calib.choose_ridges(
+        [v.down.weight for v in pruned],
+        [torch.tensor(plan.layers[v.index].kept, dtype=torch.long) for v in pruned],
+        calib.Calibration(fit.langs, fit.n_tokens, fit.key, [fit.second[v.index] for v in pruned], [], []),
+        calib.Calibration(val.langs, val.n_tokens, val.key, [val.second[v.index] for v in pruned], [], []))
+    ridges = [calib.RIDGE] * len(views)
+    for v, r in zip(pruned, chosen):
+        ridges[v.index] = r
+    return ridges, {
+        "rule": "per layer, the ridge of the grid whose refit on the fitting domains but one "
+                "keeps the layer's output best on the held-out one (E||W a - W_K a_K||^2, "
+                "relative to no refit); the final refit uses every fitting domain",
+        "held_out_domains": held, "grid": list(calib.RIDGE_GRID),
+        "fit_tokens": fit.n_tokens, "held_out_tokens": val.n_tokens,
+        "relative_error": {str(v.index): e for v, e in zip(pruned, errors)}}
 
 
 def _provenance(lm, profile) -> dict:
@@ -63,10 +124,11 @@ def _provenance(lm, profile) -> dict:
 def prune_loaded(lm, langs: Sequence[str], rate: float, options: PruneOptions = PruneOptions(), *,
                  profile=None, texts_for: Callable[[str], Sequence[str]] | None = None,
                  calibration: calib.Calibration | None = None, widths: Sequence[int] | None = None,
-                 copy: bool = True, search_progress=None):
+                 copy: bool = True, search_progress=None, ridge_split=None):
     """Prune a LoadedModel-like `lm` (model, tokenizer, fingerprint, ...) for `langs`.
 
-    texts_for(lang) gives the calibration text (never evaluation text). Returns
+    texts_for(lang) gives the calibration text (never evaluation text); ridge_split
+    (ridge_texts) the held-out domain the compensation ridge is chosen on. Returns
     (model, PruningPlan); with copy=True the loaded model is left untouched.
     The vocabulary is not trimmed here (see `prune`, which has the corpus).
     """
@@ -97,6 +159,9 @@ def prune_loaded(lm, langs: Sequence[str], rate: float, options: PruneOptions = 
                         "corpus or use --no-compensate")
     searched = None
     if widths is None and o.schedule == "search":
+        if texts_for is None:
+            raise UserError("the search schedule scores candidates on calibration text of the "
+                            "target languages; give a corpus or use --schedule adaptive")
         from .search import SEARCH_FORMULA, search_widths
 
         searched = search_widths(lm, langs, rate, o, stats=stats, calibration=calibration,
@@ -105,11 +170,12 @@ def prune_loaded(lm, langs: Sequence[str], rate: float, options: PruneOptions = 
     plan = plan_pruning(lm.model, langs, rate, o, stats=stats, calibration=calibration, widths=widths)
     if searched is not None:
         plan.search, plan.schedule_formula = searched.to_dict(), SEARCH_FORMULA
+    ridge, ridge_choice = choose_ridge(lm, plan, o, langs, ridge_split) if o.compensate else (None, {})
     model = _copy.deepcopy(lm.model) if copy else lm.model
     total_before, ffn_before = sum(p.numel() for p in model.parameters()), ffn_params(model)
-    apply_plan(model, plan, calibration if o.compensate else None, o.ridge)
-    plan.compensation = ({"on": True, "ridge": o.ridge, "formula": COMPENSATION_FORMULA}
-                         if o.compensate else {"on": False})
+    apply_plan(model, plan, calibration if o.compensate else None, ridge if o.compensate else calib.RIDGE)
+    plan.compensation = ({"on": True, "ridge": ridge, "ridge_choice": ridge_choice,
+                          "formula": COMPENSATION_FORMULA} if o.compensate else {"on": False})
     plan.calibration = None if calibration is None else {
         **calibration.meta(), "split": "profile", "note": "first paragraphs of each target "
         "language's profile split, equal tokens per language, BOS positions included"}
@@ -186,7 +252,7 @@ def prune(model: str | None, profile: str | Path | None, langs: Sequence[str], r
 
     fit = fitting_texts(corp, langs)
     pruned, plan = prune_loaded(lm, langs, rate, o, profile=prof, texts_for=fit,
-                                copy=o.heal is not None)   # calibration runs on every process
+                                copy=o.heal is not None, ridge_split=ridge_texts(corp, langs))   # calibration runs on every process
     if o.heal is not None:               # before trimming: the dense model reads the same ids
         from ..heal.data import training_text
         from ..heal.run import heal_loaded

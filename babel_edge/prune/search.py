@@ -191,7 +191,8 @@ def search_widths(lm, langs: Sequence[str], rate: float, options, *, stats, cali
     ids = text.student[:settings.fit_seqs]
     key = json.dumps({"fp": lm.fingerprint, "langs": sorted(langs), "rate": rate,
                       "o": [options.strategy, options.granularity, options.multiple_of,
-                            options.min_keep, options.compensate, options.ridge, options.seed],
+                            options.min_keep, options.compensate,
+                            calib.RIDGE if options.ridge is None else options.ridge, options.seed],
                       "s": settings.__dict__, "text": text.digest,
                       "cal": None if calibration is None else calibration.key}, sort_keys=True)
     path = cache_dir() / "search" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
@@ -205,7 +206,8 @@ def search_widths(lm, langs: Sequence[str], rate: float, options, *, stats, cali
         protect = protected_neurons(options.strategy, stats, calibration, i)
         order.append(_top(sc, full[i], protect))
     top = teacher_topk(model, ids, settings.top_k)
-    variants = Variants(model, order, calibration if options.compensate else None, options.ridge)
+    variants = Variants(model, order, calibration if options.compensate else None,
+                        calib.RIDGE if options.ridge is None else options.ridge)
     cand = copy.deepcopy(model)
     seen: dict[tuple, float] = {}
 
