@@ -160,10 +160,9 @@ def main(argv=None) -> int:
                      for i, n in c.most_common(15)]
     res = {"model": "gemma-3-270m", "langs": langs, "size": a.size, "unseen_domain": unseen,
            "tune_domains": tune, "rows": rows, "missed_by_frequency": missed,
-           "threshold_per_million": None,
-           "command": "python bench/bench_vocab_ranking.py " + " ".join(argv or sys.argv[1:])}
-    kept_w = sorted((base_w[t] for t in first_kept if t in base_w), reverse=True)
-    res["threshold_per_million"] = kept_w[-1] * 1e6 if kept_w else None
+              "command": "python bench/bench_vocab_ranking.py " + " ".join(argv or sys.argv[1:])}
+    first_out = next((t for t in Ranked(base_w).ranked() if t not in first_kept and 0 <= t < src.size), None)
+    res["threshold_per_million"] = base_w[first_out] * 1e6 if first_out is not None else None
     write_json(RESULTS.with_suffix(".json"), res)
     write_text(RESULTS.with_suffix(".md"), markdown(res))
     print(markdown(res))
@@ -186,8 +185,8 @@ def markdown(res: dict) -> str:
         lines.append(f"| {r['ranking']} | " + " | ".join(f"{r['tune'][l]:.2%}" for l in langs) + " | "
                      + " | ".join(f"{r['unseen'][l]:.2%}" for l in langs) + " |")
     lines += ["", f"Tokens of the unseen text the frequency ranking does not keep, most frequent first "
-              f"(evidence: mean share per million; the last kept token has "
-              f"{res['threshold_per_million']:.2f}):", ""]
+              f"(evidence: mean share per million; the most needed token the frequency ranking leaves "
+              f"out has {res['threshold_per_million']:.2f}):", ""]
     for l in langs:
         lines.append(f"- {l}: " + ", ".join(f"`{m['token']}` ×{m['count']} ({m['evidence_per_million']:.2f})"
                                            for m in res["missed_by_frequency"][l]))

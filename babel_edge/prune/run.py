@@ -6,7 +6,10 @@
 Compensation (calibration.compensate, on by default): after the kept neurons K are
 chosen, the kept down-projection columns are refit by least squares on calibration
 activations of the target languages, so each layer's FFN output is preserved as well
-as K allows. No inference cost.
+as K allows. No inference cost. Its ridge (`--ridge auto`, the default) is chosen per layer
+on text the fit did not read: refit on the fitting domains but one, keep the grid value
+that reproduces the layer output best on the held-out one (ridge_texts, choose_ridge),
+then refit on every fitting domain with it.
 """
 from __future__ import annotations
 
