@@ -56,8 +56,8 @@ RIDGE_HELD_OUT_PREFERENCE = ("fortunes", "scripture", "handbook", "udhr")
 
 def ridge_texts(corpus, langs: Sequence[str]):
     """(fit_for, held_for, held) for choosing the compensation ridge on a held-out domain:
-    per language, `held[lang]` is a fitting domain (RIDGE_HELD_OUT_PREFERENCE first, then any
-    but the largest) that fit_for(lang) leaves out and held_for(lang) is. None when some
+    per language, `held[lang]` is a fitting domain (RIDGE_HELD_OUT_PREFERENCE first, then the
+    smallest other) that fit_for(lang) leaves out and held_for(lang) is. None when some
     language has fewer than two fitting domains with profile text."""
     if not hasattr(corpus, "unseen_domain"):
         return None
