@@ -60,7 +60,7 @@ def prune_real(lm, texts_for, rate: float = RATE, seed: int = SEED):
     views = ffn_layers(lm.model)
     widths = random_widths(views[0].width, len(views), rate, seed)
     profile = profile_model(lm, list(LANGS), texts_for, tokens_per_lang=2048)
-    model, _plan = prune_loaded(lm, list(LANGS), rate, PruneOptions(calib_tokens=4096),
+    model, _plan = prune_loaded(lm, list(LANGS), rate, PruneOptions(schedule="adaptive", calib_tokens=4096),
                                 profile=profile, texts_for=texts_for, widths=widths)
     return dataclasses.replace(lm, model=model), widths
 

@@ -47,7 +47,7 @@ def prune_real(lm, rate: float, multiple: int = 32, spread: float = 0.2):
     corpus = load_corpus()
     texts_for = lambda l: corpus.texts(l, "profile")  # noqa: E731
     profile = profile_model(lm, ["en", "de", "fr"], texts_for, tokens_per_lang=2048)
-    model, _ = prune_loaded(lm, ["en", "de", "fr"], rate, PruneOptions(calib_tokens=4096),
+    model, _ = prune_loaded(lm, ["en", "de", "fr"], rate, PruneOptions(schedule="adaptive", calib_tokens=4096),
                             profile=profile, texts_for=texts_for, widths=widths, copy=False)
     lm.model = model
     return model

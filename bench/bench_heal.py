@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--distill-lr", type=float, default=5e-5)
     p.add_argument("--search-rates", default="0.5,0.7")
     p.add_argument("--heal-search", action="store_true")
+    p.add_argument("--schedule", default="adaptive",
+                   help="schedule of the pruned model that is healed (the committed rows: adaptive)")
     p.add_argument("--max-bytes", type=int, default=12000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", help="comma-separated row names to run")
@@ -138,9 +140,10 @@ def main(argv=None) -> int:
     pruned = None
     if want("pruned") or any(want(f"healed-{r}") for r in a.recipes.split(",")):
         log(f"pruning at {a.rate}")
-        pruned, plan = prune_loaded(lm, langs, a.rate, PruneOptions(), profile=prof, texts_for=fit)
+        pruned, plan = prune_loaded(lm, langs, a.rate, PruneOptions(schedule=a.schedule), profile=prof,
+                                     texts_for=fit)
     if want("pruned"):
-        record("pruned", {"label": f"pruned {a.rate} (mass, adaptive, compensation)",
+        record("pruned", {"label": f"pruned {a.rate} (mass, {a.schedule}, compensation)",
                           **scores(pruned, lm.tokenizer, texts, a.max_bytes),
                           "generation": generation(lm, pruned, langs)})
     text = None

@@ -76,7 +76,7 @@ def make_models(args, work: Path) -> dict[str, Path]:
         else:
             t = time.perf_counter()
             log(f"pruning ({label})")
-            prune(None, prof.path, args.langs, args.rate, d, options=PruneOptions(trim_vocab=trim),
+            prune(None, prof.path, args.langs, args.rate, d, options=PruneOptions(schedule="adaptive", trim_vocab=trim),
                   other_langs=args.others)
             log(f"  {label}: {time.perf_counter() - t:.0f} s")
         out[label] = d
