@@ -6,13 +6,16 @@ split (corpus.unseen_domain) and the in-domain eval split (babel_edge.evaluate),
 greedy continuations of fixed prompts (evaluate.generation_checks: counting, a capital, a
 story opening; repeated-4-gram share).
 
-    rows  dense | pruned at --rate (the CLI's defaults: mass, adaptive, compensation) |
+    rows  dense | pruned at --rate (mass, --schedule: adaptive unless given — the first
+          committed rows; another schedule's rows are named "pruned@search" etc.,
+          compensation with the fixed ridge) |
           the same healed by each recipe (block reconstruction, distillation, both) |
           uniform vs search widths at each of --search-rates, compensation on, unhealed
           (and healed when --heal-search)
 
     python bench/bench_heal.py [--rate 0.5] [--tokens 65536] [--recipes blocks,distill,...]
                                [--distill-steps 150] [--search-rates 0.5,0.7] [--only ROW,...]
+                               [--schedule adaptive|search|uniform]
 
 Results are merged row by row into bench/results/heal_gemma3_270m.json (a rerun skips rows
 that are there; --redo ROW recomputes one) and bench/results/heal_gemma3_270m.md.
@@ -112,8 +115,13 @@ def main(argv=None) -> int:
              "eval": {l: corpus.texts(l, "eval", exclude=(unseen,)) for l in langs}}
     path = RESULTS.with_suffix(".json")
     res = read_json(path) if path.exists() else {"rows": {}}
+    command = "python bench/bench_heal.py " + " ".join(argv or sys.argv[1:])
+    commands = res.get("commands") or ([res["command"]] if res.get("command") else [])
     res.update(model="gemma-3-270m", langs=langs, unseen_domain=unseen, max_bytes=a.max_bytes,
-               command="python bench/bench_heal.py " + " ".join(argv or sys.argv[1:]))
+               commands=commands + [command] if command not in commands else commands)
+    res.pop("command", None)
+    # rows of a pruned model made with another schedule than the committed rows' adaptive
+    tag = "" if a.schedule == "adaptive" else f"@{a.schedule}"
     only = set(a.only.split(",")) if a.only else None
     redo = set(a.redo.split(",")) if a.redo else set()
 
@@ -138,17 +146,17 @@ def main(argv=None) -> int:
                          "generation": generation(lm, lm.model, langs)})
 
     pruned = None
-    if want("pruned") or any(want(f"healed-{r}") for r in a.recipes.split(",")):
+    if want("pruned" + tag) or any(want(f"healed-{r}{tag}") for r in a.recipes.split(",")):
         log(f"pruning at {a.rate}")
         pruned, plan = prune_loaded(lm, langs, a.rate, PruneOptions(schedule=a.schedule), profile=prof,
                                      texts_for=fit)
-    if want("pruned"):
-        record("pruned", {"label": f"pruned {a.rate} (mass, {a.schedule}, compensation)",
+    if want("pruned" + tag):
+        record("pruned" + tag, {"label": f"pruned {a.rate} (mass, {a.schedule}, compensation)",
                           **scores(pruned, lm.tokenizer, texts, a.max_bytes),
                           "generation": generation(lm, pruned, langs)})
     text = None
     for recipe in a.recipes.split(","):
-        name = f"healed-{recipe}"
+        name = f"healed-{recipe}{tag}"
         if not want(name):
             continue
         o = RECIPES[recipe](a)
@@ -156,7 +164,8 @@ def main(argv=None) -> int:
         student = copy.deepcopy(pruned)
         log(f"healing: {recipe} ({o})")
         rec = heal_loaded(lm.model, student, text, o)
-        record(name, {"label": f"pruned {a.rate} + healed: {recipe} ({rec['tokens']:,} tokens)",
+        record(name, {"label": f"pruned {a.rate} ({a.schedule}) + healed: {recipe} "
+                               f"({rec['tokens']:,} tokens)",
                       "recipe": recipe, "options": rec["options"], "method": rec["method"],
                       "heal_seconds": rec["seconds"], "heal_tokens": rec["tokens"],
                       "mean_rel_error": [rec["mean_rel_error_before"], rec["mean_rel_error_after"]],
@@ -189,7 +198,8 @@ def markdown(res: dict) -> str:
     langs, rows = res["langs"], res["rows"]
     dense = rows.get("dense")
     lines = [f"# Healing and searched widths — Gemma 3 270M, targets {', '.join(langs)}", "",
-             f"Made by `{res['command']}`. PyTorch fp32, FFN only (no vocabulary trimming). Bits "
+             "Made by " + ", then ".join(f"`{c}`" for c in res.get("commands") or [res.get("command")])
+             + ". PyTorch fp32, FFN only (no vocabulary trimming). Bits "
              f"per byte on the same bytes for every model ({res['max_bytes']:,} per language and "
              f"text): *unseen* = eval split of the '{res['unseen_domain']}' domain, which no "
              f"profiling, calibration, healing or search read; *eval* = in-domain eval split. "
