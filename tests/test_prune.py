@@ -200,10 +200,8 @@ def test_compensation_lowers_ffn_error_on_calibration_text(llama, llama_profile,
     assert again.key == cal.key and torch.equal(again.second[1], cal.second[1])
 
 
-def _calibration(a: torch.Tensor):
-    from babel_edge.prune.calibration import Calibration
-
-    return Calibration(["en"], len(a), "k", [(a.T @ a / len(a)).float()], [], [])
+def _second(a: torch.Tensor) -> torch.Tensor:
+    return (a.T @ a / len(a)).float()
 
 
 def test_ridge_is_chosen_on_held_out_text():
@@ -223,8 +221,8 @@ def test_ridge_is_chosen_on_held_out_text():
     chosen = {}
     for n_fit in (40, 8000):
         fit = draw(n_fit)
-        ridges, errors = choose_ridges([W], [K], _calibration(fit), _calibration(held))
-        direct = {r: float(((held @ W.T - held[:, K] @ compensate(W, _calibration(fit).second[0], K, r).T) ** 2)
+        ridges, errors = choose_ridges([W], [K], [_second(fit)], [_second(held)])
+        direct = {r: float(((held @ W.T - held[:, K] @ compensate(W, _second(fit), K, r).T) ** 2)
                            .sum(1).mean()) for r in RIDGE_GRID}
         assert ridges[0] == min(direct, key=direct.get)
         plain = float(((held @ W.T - held[:, K] @ W[:, K].T) ** 2).sum(1).mean())

@@ -231,16 +231,16 @@ def validation_error(down_weight: torch.Tensor, second: torch.Tensor, kept: torc
 
 
 def choose_ridges(down_weights: Sequence[torch.Tensor], kept: Sequence[torch.Tensor],
-                  fit: Calibration, held_out: Calibration,
+                  fit: Sequence[torch.Tensor], held_out: Sequence[torch.Tensor],
                   grid: Sequence[float] = RIDGE_GRID) -> tuple[list[float], list[dict]]:
-    """Per layer, the ridge whose refit on `fit`'s statistics keeps the layer's output best on
-    `held_out`'s (text of a domain the fit never read): argmin over `grid` of
+    """Per layer, the ridge whose refit on the `fit` second moments keeps the layer's output best
+    under the `held_out` ones (text of a domain the fit never read): argmin over `grid` of
     validation_error. Returns (ridges, per layer {ridge: relative error}), the errors relative
     to the error of no refit (the kept columns as they are)."""
     ridges, errors = [], []
-    for i, (W, k) in enumerate(zip(down_weights, kept)):
-        plain = validation_error(W, held_out.second[i], k, W.detach()[:, k])
-        errs = {r: validation_error(W, held_out.second[i], k, compensate(W, fit.second[i], k, r))
+    for W, k, C_fit, C_held in zip(down_weights, kept, fit, held_out):
+        plain = validation_error(W, C_held, k, W.detach()[:, k])
+        errs = {r: validation_error(W, C_held, k, compensate(W, C_fit, k, r))
                 / max(plain, 1e-30) for r in grid}
         best = min(grid, key=lambda r: (errs[r], r))
         ridges.append(float(best))

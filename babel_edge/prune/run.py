@@ -94,8 +94,7 @@ def choose_ridge(lm, plan: PruningPlan, o: PruneOptions, langs: Sequence[str], s
     chosen, errors = calib.choose_ridges(
         [v.down.weight for v in pruned],
         [torch.tensor(plan.layers[v.index].kept, dtype=torch.long) for v in pruned],
-        calib.Calibration(fit.langs, fit.n_tokens, fit.key, [fit.second[v.index] for v in pruned], [], []),
-        calib.Calibration(val.langs, val.n_tokens, val.key, [val.second[v.index] for v in pruned], [], []))
+        [fit.second[v.index] for v in pruned], [val.second[v.index] for v in pruned])
     ridges = [calib.RIDGE] * len(views)
     for v, r in zip(pruned, chosen):
         ridges[v.index] = r

@@ -189,10 +189,10 @@ def search_widths(lm, langs: Sequence[str], rate: float, options, *, stats, cali
     text = training_text(list(langs), texts_for, lm.tokenizer, settings.seq_len,
                          settings.fit_seqs * settings.seq_len)
     ids = text.student[:settings.fit_seqs]
+    ridge = calib.RIDGE if options.ridge is None else options.ridge   # candidates: one fixed ridge
     key = json.dumps({"fp": lm.fingerprint, "langs": sorted(langs), "rate": rate,
                       "o": [options.strategy, options.granularity, options.multiple_of,
-                            options.min_keep, options.compensate,
-                            calib.RIDGE if options.ridge is None else options.ridge, options.seed],
+                            options.min_keep, options.compensate, ridge, options.seed],
                       "s": settings.__dict__, "text": text.digest,
                       "cal": None if calibration is None else calibration.key}, sort_keys=True)
     path = cache_dir() / "search" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
@@ -206,8 +206,7 @@ def search_widths(lm, langs: Sequence[str], rate: float, options, *, stats, cali
         protect = protected_neurons(options.strategy, stats, calibration, i)
         order.append(_top(sc, full[i], protect))
     top = teacher_topk(model, ids, settings.top_k)
-    variants = Variants(model, order, calibration if options.compensate else None,
-                        calib.RIDGE if options.ridge is None else options.ridge)
+    variants = Variants(model, order, calibration if options.compensate else None, ridge)
     cand = copy.deepcopy(model)
     seen: dict[tuple, float] = {}
 
