@@ -82,6 +82,29 @@ def test_distillation_alone_moves_towards_dense_and_skips_the_blocks(tiny_dirs, 
         SMALL.with_(epochs=0, distill_steps=0).validate()
 
 
+def test_teacher_topk_is_the_dense_models_distribution(tiny_dirs, corpus):
+    """The cached teacher: the k most likely next tokens under the dense model's full softmax
+    (restricted and renormalised to a trimmed vocabulary's kept ids), whatever the chunk."""
+    from babel_edge.heal.distill import teacher_topk
+
+    dense = load_model(str(tiny_dirs["gemma3_text"]))
+    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 256)
+    ids = text.teacher
+    with torch.no_grad():
+        full = torch.log_softmax(dense.model(ids).logits[:, :-1].float(), -1)
+    for chunk in (1, 5, 4096):
+        top = teacher_topk(dense.model, ids, 4, chunk=chunk)
+        assert top.ids.shape == (len(ids), ids.shape[1] - 1, 4)
+        ref = full.topk(4, dim=-1)
+        assert torch.allclose(top.logp, ref.values, atol=1e-4)
+        assert torch.allclose(full.gather(-1, top.ids), top.logp, atol=1e-4)
+    kept = sorted(set(range(0, full.shape[-1], 3)) | set(ids.flatten().tolist()))
+    sub = torch.log_softmax(full[..., kept], -1)
+    top = teacher_topk(dense.model, ids, 4, kept=kept, chunk=7)
+    assert torch.allclose(top.logp, sub.topk(4, dim=-1).values, atol=1e-4)
+    assert torch.allclose(sub.gather(-1, top.ids), top.logp, atol=1e-4)
+
+
 def test_resume_after_cancel_gives_the_same_weights(tiny_dirs, pruned_dir, corpus, tmp_path):
     dense = load_model(str(tiny_dirs["gemma3_text"]))
     text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 2048)
@@ -113,6 +136,60 @@ def test_resume_after_cancel_gives_the_same_weights(tiny_dirs, pruned_dir, corpu
     other = load_model(str(pruned_dir)).model
     rec = heal_loaded(dense.model, other, text, SMALL.with_(lr=1e-3), checkpoint=ckpt)
     assert rec["resumed_from_layer"] is None
+
+
+def test_distillation_resumes_mid_run_to_the_same_weights(tiny_dirs, pruned_dir, corpus, tmp_path):
+    """Cancelled after 26 distillation steps (checkpoint at 25): the rerun skips the blocks
+    and the dense pass, continues at step 25 with the optimizer's state, and ends with the
+    uninterrupted run's weights — attention included when distillation trains everything."""
+    dense = load_model(str(tiny_dirs["gemma3_text"]))
+    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 2048)
+    o = SMALL.with_(epochs=1, distill_steps=40, distill_lr=1e-3, distill_params="all")
+    ref = load_model(str(pruned_dir)).model
+    heal_loaded(dense.model, ref, text, o)
+
+    ckpt = tmp_path / "ck.pt"
+    cancel = threading.Event()
+    stages = []
+
+    def progress(stage, done, total, extra):
+        stages.append(stage)
+        if stage == "distillation" and done == 26:
+            cancel.set()
+
+    student = load_model(str(pruned_dir)).model
+    with pytest.raises(Cancelled):
+        heal_loaded(dense.model, student, text, o, checkpoint=ckpt, progress=progress, cancel=cancel)
+    stages.clear()
+    again = load_model(str(pruned_dir)).model
+    rec = heal_loaded(dense.model, again, text, o, checkpoint=ckpt, progress=progress)
+    assert "dense pass" not in stages and "block reconstruction" not in stages
+    d = rec["distillation"]
+    assert d["resumed_from_step"] == 25 and d["steps"] == 40 and d["train"] == "all"
+    for (n, a), b in zip(again.named_parameters(), ref.parameters()):
+        assert torch.equal(a, b), n
+
+
+def test_distill_params_choose_what_trains(tiny_dirs, pruned_dir, corpus):
+    """ffn: only the kept FFN weights move; all: attention and norms move too; the embedding
+    never does, and every requires_grad flag is as it was afterwards."""
+    dense = load_model(str(tiny_dirs["gemma3_text"]))
+    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 2048)
+    for which in ("ffn", "all"):
+        student = load_model(str(pruned_dir)).model
+        flags = {n: p.requires_grad for n, p in student.named_parameters()}
+        before = {n: p.detach().clone() for n, p in student.named_parameters()}
+        heal_loaded(dense.model, student, text,
+                    SMALL.with_(epochs=0, distill_steps=3, distill_lr=1e-3, distill_params=which))
+        moved = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
+        assert moved and all("embed" not in n and "lm_head" not in n for n in moved), which
+        ffn = {n for n in moved if ".mlp." in n}
+        assert ffn, which
+        attn = {n for n in moved if "self_attn" in n}
+        assert (attn != set()) == (which == "all"), (which, sorted(moved)[:5])
+        assert {n: p.requires_grad for n, p in student.named_parameters()} == flags
+    with pytest.raises(UserError, match="distill-params"):
+        SMALL.with_(distill_params="lora").validate()
 
 
 class _Spy:

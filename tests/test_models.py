@@ -41,6 +41,10 @@ def test_scorer_matches_full_forward_and_ignores_padding(tiny_dir):
         ref = lm.model(torch.tensor([a]), labels=torch.tensor([a])).loss.item() * (len(a) - 1)
     assert batched[0] == pytest.approx(ref, rel=1e-4)
     assert batched[1] == pytest.approx(single[0], rel=1e-4)
+    # the head runs a few positions at a time: any chunk gives the same sums
+    for chunk in (1, 7, 4096):
+        assert torch_scorer(lm.model, pad_id=lm.tokenizer.pad_token_id, chunk=chunk)([a, b]) == \
+            pytest.approx(batched, rel=1e-5)
 
 
 def test_fingerprint_tells_models_apart(tiny_dirs, tmp_path):

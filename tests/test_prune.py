@@ -248,7 +248,8 @@ def test_ridge_held_out_domain_is_never_fit_on():
         assert not (fit | val) & set(corpus.texts(l, "eval"))
 
 
-def test_prune_records_the_ridge_choice(llama, llama_profile, texts_for):
+def test_prune_records_the_ridge_choice(llama, llama_profile, texts_for, capsys):
+    from babel_edge.cli.prune import print_plan
     from babel_edge.corpus import load_corpus
     from babel_edge.prune.run import ridge_texts
 
@@ -261,6 +262,14 @@ def test_prune_records_the_ridge_choice(llama, llama_profile, texts_for):
     assert comp["ridge_choice"]["held_out_domains"] == split[2]
     for i, errs in comp["ridge_choice"]["relative_error"].items():    # the argmin, recorded
         assert errs[f"{comp['ridge'][int(i)]:g}"] == min(errs.values())
+    # the printed plan shows each layer's ridge and where it was chosen
+    capsys.readouterr()
+    print_plan(plan)
+    shown = capsys.readouterr().out
+    assert "held-out fitting domain (" + ", ".join(f"{l}: {d}" for l, d in split[2].items()) \
+        in " ".join(shown.split())                      # (the console wraps long lines)
+    rows = [line for line in shown.splitlines() if "/" in line and "%" in line]
+    assert len(rows) == 4 and all(line.split()[-2] == f"{r:g}" for line, r in zip(rows, comp["ridge"]))
     # a given ridge is used as given; without a held-out domain the fixed default
     _, fixed = prune_loaded(llama, ["en", "de"], 0.5, o.with_(ridge=0.05), profile=llama_profile,
                             texts_for=texts_for, ridge_split=split)

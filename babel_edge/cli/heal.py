@@ -5,8 +5,9 @@ from __future__ import annotations
 DESCRIPTION = """\
 Heal a pruned model: every kept FFN is trained, layer by layer, so that its decoder layer
 reproduces the dense model's output when fed by the already-healed layers below (block
-reconstruction); optionally followed by end-to-end distillation of the dense model's
-next-token distribution (--distill-steps). Training text: the target languages' fitting
+reconstruction); then end-to-end distillation of the dense model's next-token
+distribution (--distill-steps, 0 for none; --distill-params all trains attention and norms
+too). Training text: the target languages' fitting
 text (the corpus's profile split, never its evaluation text; with a multi-domain corpus,
 every domain but the one held out as unseen) plus --heal-text. The dense model is the one
 the plan names. The result is an ordinary pruned directory (load_pruned, export, eval);
@@ -19,7 +20,7 @@ example: babel-edge heal --model pruned-en-de-fr --out healed-en-de-fr --budget-
 
 def add_heal_options(s, defaults=None) -> None:
     """The options of a healing run (HealOptions), shared by `heal`, `prune --heal`, `build --heal`."""
-    from ..heal.options import HealOptions
+    from ..heal.options import DISTILL_PARAMS, HealOptions
 
     d = defaults or HealOptions()
     s.add_argument("--heal-tokens", type=int, default=d.tokens, metavar="N",
@@ -34,6 +35,10 @@ def add_heal_options(s, defaults=None) -> None:
     s.add_argument("--distill-steps", type=int, default=d.distill_steps, metavar="N",
                    help=f"end-to-end distillation steps after the blocks (default {d.distill_steps}"
                         f"{': none' if not d.distill_steps else ''})")
+    s.add_argument("--distill-params", choices=DISTILL_PARAMS, default=d.distill_params,
+                   help="what distillation trains: the kept FFN weights (ffn) or every decoder "
+                        f"weight, attention and norms too (all); never the embedding "
+                        f"(default {d.distill_params})")
     s.add_argument("--heal-text", action="append", metavar="FILE",
                    help="your own UTF-8 text in the target languages to heal on too (repeatable)")
     s.add_argument("--budget-minutes", type=float, metavar="MIN",
@@ -48,6 +53,7 @@ def heal_options(args):
 
     return HealOptions(tokens=args.heal_tokens, epochs=args.heal_epochs, lr=args.heal_lr,
                        distill_steps=args.distill_steps, distill_lr=args.distill_lr,
+                       distill_params=args.distill_params,
                        budget_minutes=args.budget_minutes,
                        device=args.device, threads=args.heal_threads).validate()
 

@@ -159,12 +159,28 @@ def print_plan(plan) -> None:
     t = Table(title=f"pruned for {', '.join(plan.target_langs)} — {plan.strategy}, "
                     f"{plan.schedule} schedule, {plan.granularity}s, compensation "
                     f"{'on' if plan.compensation.get('on') else 'off'}")
-    for col in ("layer", "width", "removed", "protected (massive)"):
+    comp = plan.compensation or {}
+    ridges = comp.get("ridge") if comp.get("on") else None
+    per_layer = isinstance(ridges, list) and len(ridges) == len(plan.layers)
+    for col in ("layer", "width", "removed", "protected (massive)") + (("ridge",) if per_layer else ()):
         t.add_column(col, justify="right")
     for layer in plan.layers:
-        t.add_row(str(layer.layer), f"{layer.width} / {layer.width_before}",
-                  f"{layer.rate:.0%}", str(len(layer.massive)))
+        cells = [str(layer.layer), f"{layer.width} / {layer.width_before}",
+                 f"{layer.rate:.0%}", str(len(layer.massive))]
+        if per_layer:        # a layer that keeps every neuron is not refit
+            cells.append(f"{ridges[layer.layer]:g}" if layer.width < layer.width_before else "")
+        t.add_row(*cells)
     out.print(t)
+    if ridges is not None:
+        choice = comp.get("ridge_choice") or {}
+        held = choice.get("held_out_domains")
+        if held:
+            out.print("compensation ridge: chosen per layer on a held-out fitting domain ("
+                      + ", ".join(f"{l}: {d}" for l, d in held.items()) + ")",
+                      markup=False, highlight=False)
+        elif not per_layer:
+            out.print(f"compensation ridge: {ridges:g} ({choice.get('rule', 'given')})",
+                      markup=False, highlight=False)
     p = plan.params
     out.print(f"FFN parameters {p['ffn_before']:,} -> {p['ffn_after']:,} "
               f"(rate {plan.realized_rate:.3f}, asked {plan.rate}); all parameters "

@@ -1,9 +1,11 @@
-"""Healing: recover what pruning lost by training the kept FFN weights against the dense model.
+"""Healing: recover what pruning lost by training the kept FFN weights (and, on request, the
+rest of the decoder) against the dense model.
 
     options.py   HealOptions (tokens, epochs, learning rates, budget, device, ...)
     data.py      training text: target-language fitting text packed into sequences
-    block.py     block reconstruction, layer by layer (the main recovery)
-    distill.py   end-to-end distillation over the teacher's top-k tokens (optional polish)
+    block.py     block reconstruction, layer by layer: each kept FFN alone
+    distill.py   end-to-end distillation over the teacher's top-k tokens: the kept FFN
+                 weights, or every decoder weight (distill_params="all")
     run.py       heal_loaded (in memory) and heal (a pruned directory -> a healed one)
 The result is an ordinary pruned-model directory; its plan records what healing did.
 """

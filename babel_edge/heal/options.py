@@ -7,6 +7,10 @@ from dataclasses import dataclass, replace
 from ..errors import UserError
 
 DEVICES = ("cpu", "cuda")
+# what end-to-end distillation trains: the kept FFN weights only, or every weight of the
+# decoder (attention, norms, FFN) — never the embedding and output head (tied in most small
+# models, and trimmed when the vocabulary is)
+DISTILL_PARAMS = ("ffn", "all")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class HealOptions:
     distill_lr: float = 5e-5
     distill_batch: int = 4          # sequences per distillation step
     top_k: int = 32                 # teacher tokens kept per position for distillation
+    distill_params: str = "ffn"     # ffn: the kept FFN weights; all: every decoder weight
     budget_minutes: float | None = None   # wall-clock cap for the whole run (None: no cap)
     device: str = "cpu"             # cuda trains in bf16 autocast
     threads: int | None = None      # torch threads on CPU (None: torch's default)
@@ -53,6 +58,8 @@ class HealOptions:
             raise UserError(f"unknown healing target '{self.target}'; use mlp or block")
         if self.device not in DEVICES:
             raise UserError(f"unknown device '{self.device}'; use cpu or cuda")
+        if self.distill_params not in DISTILL_PARAMS:
+            raise UserError(f"unknown --distill-params '{self.distill_params}'; use ffn or all")
         if self.top_k < 1:
             raise UserError("--top-k must be at least 1")
         return self

@@ -3,8 +3,9 @@
     heal_loaded(dense_model, student_model, text, options)  # in memory; returns the record
     heal(pruned_dir, out_dir, options=...)                  # what `babel-edge heal` does
 
-Checkpoints: after every healed layer (and every 25 distillation steps) the healed FFN
-weights and the progress go to `<out>.heal-partial/checkpoint.pt`; a rerun with the same
+Checkpoints: after every healed layer the healed FFN weights, and every 25 distillation
+steps the trained weights and the optimizer's state, go with the progress to
+`<out>.heal-partial/checkpoint.pt`; a rerun with the same
 model, text and settings continues from there and ends with the same weights as an
 uninterrupted run (the dense pass is recomputed, it is deterministic). The partial folder
 is removed once the healed directory is complete.
@@ -39,7 +40,7 @@ def _ckpt_key(student, text: TrainingText, o: HealOptions) -> dict:
     return {"widths": [v.width for v in ffn_layers(student)], "text": text.digest,
             "epochs": o.epochs, "target": o.target, "lr": o.lr, "batch_tokens": o.batch_tokens, "seed": o.seed,
             "holdout": o.holdout, "distill_steps": o.distill_steps, "distill_lr": o.distill_lr,
-            "distill_batch": o.distill_batch, "top_k": o.top_k}
+            "distill_batch": o.distill_batch, "top_k": o.top_k, "distill_params": o.distill_params}
 
 
 def _ffn_state(student, layers: Sequence[int]) -> dict:
@@ -107,7 +108,7 @@ def heal_loaded(dense, student, text: TrainingText, options: HealOptions = HealO
             dp = hidden = None
             if o.epochs == 0:                    # distillation only: no layer is refit alone
                 start = n_layers
-            else:
+            elif start < n_layers:               # (a checkpoint past the blocks needs no dense pass)
                 say("dense pass", 0, text.n_tokens, "")
                 dp = block.dense_pass(dense, text.teacher, batch=8,
                                       progress=lambda n, c=[0]: (c.__setitem__(0, c[0] + n),
@@ -137,8 +138,17 @@ def heal_loaded(dense, student, text: TrainingText, options: HealOptions = HealO
             if o.distill_steps:
                 say("teacher top-k", 0, text.n_tokens, "")
                 top = distill.teacher_topk(dense, text.teacher, o.top_k, kept)
+
+                def on_checkpoint(state):
+                    if checkpoint is not None and dd.is_main():
+                        # the distillation state holds every FFN weight (and more with "all")
+                        save_checkpoint(checkpoint, {"key": key, "next_layer": n_layers,
+                                                     "records": records, "ffn": {}, "distill": state})
+
                 dist = distill.distill(student, text.student, top, steps=o.distill_steps,
                                        lr=o.distill_lr, batch=o.distill_batch, seed=o.seed,
+                                       train=o.distill_params,
+                                       resume=(ck or {}).get("distill"), on_checkpoint=on_checkpoint,
                                        deadline=deadline, should_stop=stop,
                                        on_step=lambda s, loss: say("distillation", s + 1,
                                                                    o.distill_steps, f"KL {loss:.4f}"))
@@ -160,7 +170,7 @@ def heal_loaded(dense, student, text: TrainingText, options: HealOptions = HealO
         "text_digest": text.digest, "split": "profile (+ user text); never evaluation text",
         "options": {k: getattr(o, k) for k in ("seq_len", "epochs", "target", "lr", "batch_tokens", "holdout",
                                                "distill_steps", "distill_lr", "distill_batch",
-                                               "top_k", "budget_minutes", "seed")},
+                                               "top_k", "distill_params", "budget_minutes", "seed")},
         "layers": records,
         "mean_rel_error_before": sum(before) / len(before) if before else None,
         "mean_rel_error_after": sum(after) / len(after) if after else None,
