@@ -227,16 +227,21 @@ def markdown(res: dict) -> str:
         for n, r in gen:
             cells = []
             for l in langs:
-                g = {x["kind"]: x for x in r["generation"].get(l, [])}
-                rep = sum(x["repeated_4gram_share"] for x in g.values()) / max(len(g), 1)
-                cells.append(f"{rep:.0%}; count {'✓' if g['counting']['correct'] else '✗'}; "
-                             f"capital {'✓' if g.get('capital', {}).get('correct') else '✗'}")
+                cells.append(generation_cell(r["generation"].get(l, [])))
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         lines += ["", "Counting prompt `1, 2, 3, 4,` (en):", ""]
         for n, r in gen:
             g = {x["kind"]: x for x in r["generation"].get(langs[0], [])}
             lines.append(f"- {r['label']}: `{g['counting']['continuation']!r}`")
     return "\n".join(lines) + "\n"
+
+
+def generation_cell(checks: list) -> str:
+    """One language's greedy checks: mean repeated-4-gram share; counting and capital correct."""
+    g = {x["kind"]: x for x in checks}
+    rep = sum(x["repeated_4gram_share"] for x in g.values()) / max(len(g), 1)
+    return (f"{rep:.0%}; count {'✓' if g['counting']['correct'] else '✗'}; "
+            f"capital {'✓' if g.get('capital', {}).get('correct') else '✗'}")
 
 
 def mean_ratio(r: dict, dense: dict, name: str) -> float:
