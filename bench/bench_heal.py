@@ -62,6 +62,19 @@ def scores(model, tokenizer, texts: dict, max_bytes: int) -> dict:
     return out
 
 
+def run_texts(langs) -> tuple[str, object, dict]:
+    """(unseen domain, fitting texts_for, {"unseen": ..., "eval": ...} per language): what a
+    bench run fits on and the two texts it is scored on, never read by the fitting."""
+    from babel_edge.corpus import load_corpus
+    from babel_edge.prune.run import fitting_texts
+
+    corpus = load_corpus()
+    unseen = corpus.unseen_domain(langs)
+    return unseen, fitting_texts(corpus, langs), {
+        "unseen": {l: corpus.texts(l, "eval", domains=[unseen]) for l in langs},
+        "eval": {l: corpus.texts(l, "eval", exclude=(unseen,)) for l in langs}}
+
+
 def generation(lm, model, langs) -> dict:
     """Greedy continuations of `model` (a pruned or healed copy of lm.model, same tokenizer)."""
     import dataclasses
@@ -96,7 +109,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from babel_edge.corpus import load_corpus, parse_langs
+    from babel_edge.corpus import parse_langs
     from babel_edge.heal.data import training_text
     from babel_edge.heal.run import heal_loaded
     from babel_edge.io import read_json, write_json, write_text
@@ -104,15 +117,10 @@ def main(argv=None) -> int:
     from babel_edge.pipeline import profile_cache_path
     from babel_edge.profile import load_profile, profile_model, save_profile
     from babel_edge.prune import PruneOptions, prune_loaded
-    from babel_edge.prune.run import fitting_texts
 
     torch.set_num_threads(a.threads)
     langs = parse_langs(a.langs)
-    corpus = load_corpus()
-    unseen = corpus.unseen_domain(langs)
-    fit = fitting_texts(corpus, langs)
-    texts = {"unseen": {l: corpus.texts(l, "eval", domains=[unseen]) for l in langs},
-             "eval": {l: corpus.texts(l, "eval", exclude=(unseen,)) for l in langs}}
+    unseen, fit, texts = run_texts(langs)
     path = RESULTS.with_suffix(".json")
     res = read_json(path) if path.exists() else {"rows": {}}
     command = "python bench/bench_heal.py " + " ".join(argv or sys.argv[1:])

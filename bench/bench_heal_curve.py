@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "heal_curve_gemma3_270m"
 sys.path.insert(0, str(ROOT))
 
-from bench_heal import generation, generation_cell, log, scores  # noqa: E402  (the same scoring as bench_heal)
+from bench_heal import generation, generation_cell, log, run_texts, scores  # noqa: E402  (the same scoring as bench_heal)
 
 
 def main(argv=None) -> int:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from babel_edge.corpus import load_corpus, parse_langs
+    from babel_edge.corpus import parse_langs
     from babel_edge.evaluate import generation_checks  # noqa: F401  (imported before any long run)
     from babel_edge.heal import HealOptions
     from babel_edge.heal import distill as D
@@ -61,16 +61,12 @@ def main(argv=None) -> int:
     from babel_edge.pipeline import profile_cache_path
     from babel_edge.profile import load_profile
     from babel_edge.prune import PruneOptions, prune_loaded
-    from babel_edge.prune.run import fitting_texts
     from babel_edge.runtime.engines.pytorch import TorchEngine  # noqa: F401
 
     torch.set_num_threads(a.threads)
     langs = parse_langs(a.langs)
-    corpus = load_corpus()
-    unseen = corpus.unseen_domain(langs)
-    fit = fitting_texts(corpus, langs)
-    unseen_text = {"unseen": {l: corpus.texts(l, "eval", domains=[unseen]) for l in langs}}
-    both = {**unseen_text, "eval": {l: corpus.texts(l, "eval", exclude=(unseen,)) for l in langs}}
+    unseen, fit, both = run_texts(langs)
+    unseen_text = {"unseen": both["unseen"]}
     base = HealOptions(threads=a.threads)
     if a.tokens:
         base = base.with_(tokens=a.tokens)

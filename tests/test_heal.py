@@ -105,29 +105,37 @@ def test_teacher_topk_is_the_dense_models_distribution(tiny_dirs, corpus):
     assert torch.allclose(sub.gather(-1, top.ids), top.logp, atol=1e-4)
 
 
-def test_resume_after_cancel_gives_the_same_weights(tiny_dirs, pruned_dir, corpus, tmp_path):
-    dense = load_model(str(tiny_dirs["gemma3_text"]))
-    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 2048)
+def _cancel_then_resume(dense, text, o, pruned_dir, ckpt, stage: str, at: int):
+    """An uninterrupted heal (the reference), then one cancelled when `stage` reports `at`
+    done, then a rerun from the checkpoint. Returns (reference, resumed model, record,
+    (stage, done) seen by the cancelled run, stages the rerun went through)."""
     ref = load_model(str(pruned_dir)).model
-    heal_loaded(dense.model, ref, text, SMALL)
+    heal_loaded(dense.model, ref, text, o)
+    cancel, first, second = threading.Event(), [], []
 
-    ckpt = tmp_path / "ck.pt"
-    cancel = threading.Event()
-    seen = []
-
-    def progress(stage, done, total, extra):
-        if stage == "block reconstruction":
-            seen.append(done)
-            if done == 2:
+    def progress(log):
+        def report(st, done, total, extra):
+            log.append((st, done))
+            if st == stage and done == at:
                 cancel.set()
+        return report
 
     student = load_model(str(pruned_dir)).model
     with pytest.raises(Cancelled):
-        heal_loaded(dense.model, student, text, SMALL, checkpoint=ckpt, progress=progress,
+        heal_loaded(dense.model, student, text, o, checkpoint=ckpt, progress=progress(first),
                     cancel=cancel)
-    assert seen == [1, 2] and ckpt.exists()          # stopped before layer 3
     again = load_model(str(pruned_dir)).model           # a fresh process would start like this
-    rec = heal_loaded(dense.model, again, text, SMALL, checkpoint=ckpt)
+    rec = heal_loaded(dense.model, again, text, o, checkpoint=ckpt, progress=progress(second))
+    return ref, again, rec, first, {st for st, _ in second}
+
+
+def test_resume_after_cancel_gives_the_same_weights(tiny_dirs, pruned_dir, corpus, tmp_path):
+    dense = load_model(str(tiny_dirs["gemma3_text"]))
+    text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 2048)
+    ckpt = tmp_path / "ck.pt"
+    ref, again, rec, first, _ = _cancel_then_resume(dense, text, SMALL, pruned_dir, ckpt,
+                                                    "block reconstruction", 2)
+    assert [d for st, d in first if st == "block reconstruction"] == [1, 2] and ckpt.exists()
     assert rec["resumed_from_layer"] == 2 and len(rec["layers"]) == 4
     for a, b in zip(ffn_layers(again), ffn_layers(ref)):
         for n in ("gate", "up", "down"):
@@ -145,24 +153,8 @@ def test_distillation_resumes_mid_run_to_the_same_weights(tiny_dirs, pruned_dir,
     dense = load_model(str(tiny_dirs["gemma3_text"]))
     text = training_text(LANGS, lambda l: corpus.texts(l, "profile"), dense.tokenizer, 64, 2048)
     o = SMALL.with_(epochs=1, distill_steps=40, distill_lr=1e-3, distill_params="all")
-    ref = load_model(str(pruned_dir)).model
-    heal_loaded(dense.model, ref, text, o)
-
-    ckpt = tmp_path / "ck.pt"
-    cancel = threading.Event()
-    stages = []
-
-    def progress(stage, done, total, extra):
-        stages.append(stage)
-        if stage == "distillation" and done == 26:
-            cancel.set()
-
-    student = load_model(str(pruned_dir)).model
-    with pytest.raises(Cancelled):
-        heal_loaded(dense.model, student, text, o, checkpoint=ckpt, progress=progress, cancel=cancel)
-    stages.clear()
-    again = load_model(str(pruned_dir)).model
-    rec = heal_loaded(dense.model, again, text, o, checkpoint=ckpt, progress=progress)
+    ref, again, rec, _, stages = _cancel_then_resume(dense, text, o, pruned_dir, tmp_path / "ck.pt",
+                                                     "distillation", 26)
     assert "dense pass" not in stages and "block reconstruction" not in stages
     d = rec["distillation"]
     assert d["resumed_from_step"] == 25 and d["steps"] == 40 and d["train"] == "all"

@@ -6,7 +6,7 @@ trimmed). Each step, the student's logits are computed only for the tokens that 
 some position's teacher top-k in the batch (the candidate set C; a 262k-row head is the
 most expensive part of a small multilingual model), both distributions are renormalised
 over C, and the loss is KL(teacher || student) over C, averaged over positions. What
-trains (`params`): the kept FFN weights (default), or every decoder weight — attention and
+trains (`train`): the kept FFN weights (default), or every decoder weight — attention and
 norms too — but never the embedding and output head.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def teacher_topk(dense, ids: torch.Tensor, k: int, kept: list[int] | None = None
         B, T1 = h.shape[0], h.shape[1] - 1
         flat = h[:, :-1].reshape(B * T1, -1)
         vals, idx = [], []
-        for c in range(0, len(flat), chunk):            # the head a few positions at a time
+        for c in range(0, len(flat), chunk):            # `chunk` positions per head call
             lg = logits_from_hidden(dense, flat[c:c + chunk]).float()
             if cols is not None:
                 lg = lg[:, cols]

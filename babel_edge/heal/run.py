@@ -7,7 +7,8 @@ Checkpoints: after every healed layer the healed FFN weights, and every 25 disti
 steps the trained weights and the optimizer's state, go with the progress to
 `<out>.heal-partial/checkpoint.pt`; a rerun with the same
 model, text and settings continues from there and ends with the same weights as an
-uninterrupted run (the dense pass is recomputed, it is deterministic). The partial folder
+uninterrupted run (the dense pass is recomputed, it is deterministic; a checkpoint taken
+during distillation needs neither the dense pass nor the blocks). The partial folder
 is removed once the healed directory is complete.
 """
 from __future__ import annotations
