@@ -92,6 +92,17 @@ def spm_model(tmp_path_factory, corpus):
     return load_model(str(d))
 
 
+def test_common_symbols_are_those_of_no_particular_script():
+    """Kept whatever the evidence: punctuation, ASCII digits, whitespace runs, Latin-1 and
+    general punctuation, combining marks; not another script's digits or signs."""
+    from babel_edge.vocab.choose import common_symbols
+
+    for t in (" --", "...", "  ", "12", " «", "»", "’", "€", "§", "\u0301", "।"):
+        assert common_symbols(t), repr(t)
+    for t in ("১২", "٠١", " ১৪", "๚", "a.", " é", "a1", "\u2500\u2500", "😀"):
+        assert not common_symbols(t), repr(t)
+
+
 def test_language_evidence_respects_the_size_and_is_deterministic(spm_model, corpus):
     from babel_edge.vocab.choose import choose_kept, config_token_ids
     from babel_edge.vocab.evidence import gather

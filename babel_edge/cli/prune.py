@@ -46,19 +46,23 @@ def add_prune_options(s, defaults=None) -> None:
                    help=f"strength of the adaptive schedule (0 = uniform; default {d.alpha:g})")
     s.add_argument("--seed", type=int, default=d.seed, help="seed of the random strategy (default 0)")
     s.add_argument("--trim-vocab", action="store_true", default=d.trim_vocab,
-                   help="also trim the vocabulary to the target languages: keep the tokens their "
-                        "text (profile split, plus --vocab-text) produces, the merge pieces that "
-                        "build them, all byte-fallback/byte, special and chat-template tokens; the "
+                   help="also trim the vocabulary to the target languages: keep the tokens they "
+                        "need (--vocab-evidence), the merge pieces that build them, every "
+                        "byte-fallback/byte, special and chat-template token, every letter-free "
+                        "token of no particular script and every character of their scripts; the "
                         "embedding, the tokenizer, GGUF and ONNX exports all shrink")
     s.add_argument("--vocab-text", action="append", metavar="FILE",
-                   help="UTF-8 text whose tokens --trim-vocab keeps too (repeatable)")
+                   help="UTF-8 text of your own (repeatable) whose tokens count as evidence of "
+                        "every target language: give it when your text's register (product "
+                        "names, technical terms) is far from everyday language")
     s.add_argument("--vocab-size", type=int, metavar="N", default=d.vocab_size,
                    help="keep N tokens in all: the ones the target languages need most "
                         "(default: every token with evidence)")
     s.add_argument("--vocab-evidence", choices=("language", "text"), default=d.vocab_evidence,
                    help="language (default): rank tokens by wordfreq word frequencies and the "
-                        "fitting text, and keep every letter-free token and every character of the "
-                        "target scripts; text: only the tokens of the fitting text")
+                        "fitting text, and keep every letter-free token of no particular script and "
+                        "every character of the target scripts; text: only the tokens of the "
+                        "fitting text")
     s.add_argument("--heal", action="store_true", default=d.heal is not None,
                    help="heal the cut model against the dense one before trimming (block "
                         "reconstruction of every kept FFN; see 'babel-edge heal --help')")

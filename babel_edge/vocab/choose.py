@@ -5,6 +5,8 @@ import re
 import unicodedata
 from typing import Iterable, Sequence
 
+import regex
+
 from .source import SPM, SourceVocab
 
 
@@ -102,11 +104,20 @@ def letter_free(text: str) -> bool:
     return bool(text) and not any(unicodedata.category(c).startswith("L") for c in text)
 
 
+# Unicode's script property: Common (punctuation, symbols, ASCII digits, whitespace) and
+# Inherited (combining marks that take the script of their base letter)
+_COMMON_SCRIPT = regex.compile(r"[\p{Script=Common}\p{Script=Inherited}]+")
+
+
 def common_symbols(text: str) -> bool:
-    """Letter-free and made of characters below U+2400 (ASCII, Latin-1 and general punctuation,
-    currency, arrows, mathematical and technical symbols, digits, whitespace): what text in
-    any language may hold. Emoji and other scripts' symbols compete on evidence instead."""
-    return letter_free(text) and all(ord(c) < 0x2400 for c in text)
+    """Letter-free, made of characters below U+2400 (ASCII, Latin-1 and general punctuation,
+    currency, arrows, mathematical and technical symbols, digits, whitespace) that belong to
+    no particular script: what text in any language may hold. Emoji and the digits and signs
+    of one script (Bengali digits, Devanagari signs, Arabic-Indic digits: ~1,000 of Gemma's
+    letter-free tokens) compete on evidence instead; a target script's single characters are
+    kept by the script rule."""
+    return letter_free(text) and all(ord(c) < 0x2400 for c in text) \
+        and bool(_COMMON_SCRIPT.fullmatch(text))
 
 
 UNUSED = re.compile(r"<unused\d+>")     # reserved placeholder tokens (Gemma has 6,242)
@@ -152,7 +163,8 @@ def choose_kept(tokenizer, src: SourceVocab, texts: Sequence[str],
 
     Always kept: added/special tokens (with `symbols`, reserved `<unusedN>` placeholders are
     not), the byte tokens, config ids and chat-template tokens; with `symbols` every common
-    letter-free token (punctuation, digits, whitespace runs below U+2100); every
+    letter-free token (punctuation, digits, whitespace runs below U+2400 of no particular
+    script: common_symbols); every
     single-character token of the target `scripts` (ISO 15924). Then, without `evidence`:
     every token of `texts`. With `evidence` (evidence.Evidence): tokens in order of how much
     the target languages need them, each with what it takes to build it (its BPE merges), until
