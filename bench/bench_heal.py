@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import bits_per_byte, log, run_texts
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "heal_gemma3_270m"
 
@@ -45,34 +47,6 @@ RECIPES = {
     "distill": lambda a: _heal(a, epochs=0, distill_steps=a.distill_steps),
     "blocks+distill": lambda a: _heal(a, epochs=a.epochs, distill_steps=a.distill_steps),
 }
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def scores(model, tokenizer, texts: dict, max_bytes: int) -> dict:
-    from babel_edge.evaluate import evaluate_languages, hf_tokenize, torch_scorer
-
-    out = {}
-    for name, per_lang in texts.items():
-        r = evaluate_languages(list(per_lang), per_lang.__getitem__, hf_tokenize(tokenizer),
-                               torch_scorer(model), max_bytes=max_bytes, label=name)
-        out[name] = {x.lang: x.bits_per_byte for x in r}
-    return out
-
-
-def run_texts(langs) -> tuple[str, object, dict]:
-    """(unseen domain, fitting texts_for, {"unseen": ..., "eval": ...} per language): what a
-    bench run fits on and the two texts it is scored on, never read by the fitting."""
-    from babel_edge.corpus import load_corpus
-    from babel_edge.prune.run import fitting_texts
-
-    corpus = load_corpus()
-    unseen = corpus.unseen_domain(langs)
-    return unseen, fitting_texts(corpus, langs), {
-        "unseen": {l: corpus.texts(l, "eval", domains=[unseen]) for l in langs},
-        "eval": {l: corpus.texts(l, "eval", exclude=(unseen,)) for l in langs}}
 
 
 def generation(lm, model, langs) -> dict:
@@ -150,7 +124,7 @@ def main(argv=None) -> int:
     prof = load_profile(prof_path, lm.fingerprint)
 
     if want("dense"):
-        record("dense", {"label": "dense", **scores(lm.model, lm.tokenizer, texts, a.max_bytes),
+        record("dense", {"label": "dense", **bits_per_byte(lm.model, lm.tokenizer, texts, a.max_bytes),
                          "generation": generation(lm, lm.model, langs)})
 
     pruned = None
@@ -160,7 +134,7 @@ def main(argv=None) -> int:
                                      texts_for=fit)
     if want("pruned" + tag):
         record("pruned" + tag, {"label": f"pruned {a.rate} (mass, {a.schedule}, compensation)",
-                          **scores(pruned, lm.tokenizer, texts, a.max_bytes),
+                          **bits_per_byte(pruned, lm.tokenizer, texts, a.max_bytes),
                           "generation": generation(lm, pruned, langs)})
     text = None
     for recipe in a.recipes.split(","):
@@ -178,7 +152,7 @@ def main(argv=None) -> int:
                       "heal_seconds": rec["seconds"], "heal_tokens": rec["tokens"],
                       "mean_rel_error": [rec["mean_rel_error_before"], rec["mean_rel_error_after"]],
                       "distillation": rec["distillation"],
-                      **scores(student, lm.tokenizer, texts, a.max_bytes),
+                      **bits_per_byte(student, lm.tokenizer, texts, a.max_bytes),
                       "generation": generation(lm, student, langs)})
         del student
     for rate in [float(x) for x in a.search_rates.split(",") if x]:
@@ -191,11 +165,11 @@ def main(argv=None) -> int:
                                        profile=prof, texts_for=fit)
             row = {"label": f"{schedule} widths at {rate:g} (mass, compensation)",
                    "seconds_prune": round(time.perf_counter() - t0, 1), "widths": plan.widths,
-                   "search": plan.search, **scores(model, lm.tokenizer, texts, a.max_bytes)}
+                   "search": plan.search, **bits_per_byte(model, lm.tokenizer, texts, a.max_bytes)}
             if a.heal_search:
                 text = text or training_text(langs, fit, lm.tokenizer, 256, a.tokens)
                 heal_loaded(lm.model, model, text, RECIPES["distill"](a))
-                row["healed"] = scores(model, lm.tokenizer, texts, a.max_bytes)
+                row["healed"] = bits_per_byte(model, lm.tokenizer, texts, a.max_bytes)
             record(name, row)
             del model
     print(markdown(res))

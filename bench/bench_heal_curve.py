@@ -28,11 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results" / "heal_curve_gemma3_270m"
-sys.path.insert(0, str(ROOT))
+from bench_heal import generation, generation_cell
+from common import bits_per_byte, log, run_texts
 
-from bench_heal import generation, generation_cell, log, run_texts, scores  # noqa: E402  (the same scoring as bench_heal)
+RESULTS = Path(__file__).resolve().parent / "results" / "heal_curve_gemma3_270m"
 
 
 def main(argv=None) -> int:
@@ -84,19 +83,19 @@ def main(argv=None) -> int:
 
     lm = load_model(None)
     prof = load_profile(profile_cache_path(lm.fingerprint, langs, 8192), lm.fingerprint)
-    res["dense"] = scores(lm.model, lm.tokenizer, both, a.max_bytes)
+    res["dense"] = bits_per_byte(lm.model, lm.tokenizer, both, a.max_bytes)
     res["dense"]["generation"] = generation(lm, lm.model, langs)
     log(f"dense: {res['dense']['unseen']}")
     pruned, plan = prune_loaded(lm, langs, a.rate, PruneOptions(schedule=a.schedule), profile=prof,
                                 texts_for=fit)
     res["widths"] = plan.widths
-    start = {"minutes": 0.0, "stage": "pruned", **scores(pruned, lm.tokenizer, unseen_text, a.max_bytes)}
+    start = {"minutes": 0.0, "stage": "pruned", **bits_per_byte(pruned, lm.tokenizer, unseen_text, a.max_bytes)}
     log(f"pruned: {start['unseen']}")
     text = training_text(langs, fit, lm.tokenizer, base.seq_len, base.tokens)
     rec = heal_loaded(lm.model, pruned, text, base.with_(distill_steps=0))
     blocks_min = rec["seconds"] / 60
     after_blocks = {"minutes": blocks_min, "stage": "blocks",
-                    **scores(pruned, lm.tokenizer, unseen_text, a.max_bytes)}
+                    **bits_per_byte(pruned, lm.tokenizer, unseen_text, a.max_bytes)}
     log(f"blocks ({blocks_min:.1f} min): {after_blocks['unseen']}")
     t0 = time.perf_counter()
     top = D.teacher_topk(lm.model, text.teacher, base.top_k)
@@ -121,7 +120,7 @@ def main(argv=None) -> int:
             if clock["train"] >= 60 * clock["next"] or clock["train"] >= 60 * a.minutes:
                 pt = {"minutes": blocks_min + top_min + clock["train"] / 60, "stage": "distill",
                       "steps": step + 1, "loss": loss,
-                      **scores(student, lm.tokenizer, unseen_text, a.max_bytes)}
+                      **bits_per_byte(student, lm.tokenizer, unseen_text, a.max_bytes)}
                 pts.append(pt)
                 save()
                 log(f"{name} {pt['minutes']:.1f} min, {step + 1} steps: {pt['unseen']}")
@@ -135,7 +134,7 @@ def main(argv=None) -> int:
         d = D.distill(student, text.student, top, steps=10 ** 6, lr=float(lr), batch=base.distill_batch,
                       seed=base.seed, train=train, on_step=on_step, should_stop=stop)
         res["final"][name] = {"steps": d["steps"], "distillation": d,
-                              **scores(student, lm.tokenizer, both, a.max_bytes),
+                              **bits_per_byte(student, lm.tokenizer, both, a.max_bytes),
                               "generation": generation(lm, student, langs)}
         save()
         del student

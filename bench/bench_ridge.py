@@ -19,11 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from common import bits_per_byte, log, run_texts
+
 RESULTS = Path(__file__).resolve().parent / "results" / "ridge_gemma3_270m"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
@@ -38,23 +36,19 @@ def main(argv=None) -> int:
     import torch
 
     from babel_edge.corpus import load_corpus, parse_langs
-    from babel_edge.evaluate import evaluate_languages, hf_tokenize, torch_scorer
     from babel_edge.io import write_json, write_text
     from babel_edge.models import load_model
     from babel_edge.pipeline import profile_cache_path
     from babel_edge.profile import load_profile, profile_model, save_profile
     from babel_edge.prune import PruneOptions, prune_loaded
     from babel_edge.prune.options import RIDGE_GRID
-    from babel_edge.prune.run import fitting_texts, ridge_texts
+    from babel_edge.prune.run import ridge_texts
 
     torch.set_num_threads(a.threads)
     langs = parse_langs(a.langs)
     corpus = load_corpus()
-    unseen = corpus.unseen_domain(langs)
-    fit = fitting_texts(corpus, langs)
+    unseen, fit, texts = run_texts(langs)
     split = ridge_texts(corpus, langs)
-    texts = {"unseen": {l: corpus.texts(l, "eval", domains=[unseen]) for l in langs},
-             "eval": {l: corpus.texts(l, "eval", exclude=(unseen,)) for l in langs}}
     lm = load_model(None)
     prof_path = profile_cache_path(lm.fingerprint, langs, 8192)
     if not prof_path.exists():
@@ -62,12 +56,7 @@ def main(argv=None) -> int:
     prof = load_profile(prof_path, lm.fingerprint)
 
     def score(model) -> dict:
-        out = {}
-        for name, per in texts.items():
-            r = evaluate_languages(list(per), per.__getitem__, hf_tokenize(lm.tokenizer),
-                                   torch_scorer(model), max_bytes=a.max_bytes, label=name)
-            out[name] = {x.lang: x.bits_per_byte for x in r}
-        return out
+        return bits_per_byte(model, lm.tokenizer, texts, a.max_bytes)
 
     rows = [{"ridge": "dense", **score(lm.model)}]
     for ridge in [*RIDGE_GRID, None]:

@@ -25,12 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+from common import log
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "scale"
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def build_random_model(out: Path, layers: int, hidden: int, ffn: int, heads: int, kv: int,

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import log
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "vocab_gemma3_270m"
 PROMPTS = {"en": "The capital of France is", "de": "Die Hauptstadt von Deutschland ist",
@@ -43,8 +45,6 @@ PROMPTS = {"en": "The capital of France is", "de": "Die Hauptstadt von Deutschla
 MAX_SEQ = 512                         # tokens per scored paragraph (llama.cpp engine's n_batch)
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def _write(path: Path, text: str) -> None:

@@ -22,24 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results" / "vocab_curve_gemma3_270m"
+from common import add_ratios, log, run_texts, score
 
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def score(model, tokenizer, texts: dict, max_bytes: int) -> dict:
-    from babel_edge.evaluate import evaluate_languages, hf_tokenize, torch_scorer
-
-    out = {}
-    for name, per_lang in texts.items():
-        r = evaluate_languages(list(per_lang), per_lang.__getitem__, hf_tokenize(tokenizer),
-                               torch_scorer(model), max_bytes=max_bytes, label=name)
-        out[name] = {x.lang: {"bits_per_byte": x.bits_per_byte, "tokens": x.n_tokens,
-                              "bytes": x.n_bytes} for x in r}
-    return out
+RESULTS = Path(__file__).resolve().parent / "results" / "vocab_curve_gemma3_270m"
 
 
 def main(argv=None) -> int:
@@ -52,19 +37,15 @@ def main(argv=None) -> int:
 
     import torch
 
-    from babel_edge.corpus import load_corpus, parse_langs
+    from babel_edge.corpus import parse_langs
     from babel_edge.io import write_json, write_text
     from babel_edge.models import load_model
-    from babel_edge.prune.run import fitting_texts, target_scripts
+    from babel_edge.prune.run import target_scripts
     from babel_edge.vocab import trim_loaded
 
     torch.set_num_threads(a.threads)
     langs = parse_langs(a.langs)
-    corpus = load_corpus()
-    unseen = corpus.unseen_domain(langs)
-    fit = fitting_texts(corpus, langs)
-    texts = {"unseen": {l: corpus.texts(l, "eval", domains=[unseen]) for l in langs},
-             "eval": {l: corpus.texts(l, "eval", exclude=(unseen,)) for l in langs}}
+    unseen, fit, texts = run_texts(langs)
     lm = load_model(None)
     log("untrimmed")
     rows = [{"label": "untrimmed", "size": lm.model.get_input_embeddings().weight.shape[0],
@@ -83,13 +64,7 @@ def main(argv=None) -> int:
         row.update(score(model, tv.tokenizer, texts, a.max_bytes))
         rows.append(row)
         del model
-    base = rows[0]
-    for r in rows:
-        for name in texts:
-            for l in langs:
-                x, b = r[name][l], base[name][l]
-                x["ratio"] = x["bits_per_byte"] / b["bits_per_byte"]
-                x["token_inflation"] = x["tokens"] / b["tokens"] - 1
+    add_ratios(rows, list(texts), langs)
     res = {"model": "gemma-3-270m", "langs": langs, "unseen_domain": unseen,
            "max_bytes": a.max_bytes, "rows": rows,
            "command": "python bench/bench_vocab_curve.py " + " ".join(argv or sys.argv[1:])}

@@ -29,19 +29,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from common import Ranked
+
 RESULTS = Path(__file__).resolve().parent / "results" / "vocab_ranking_gemma3_270m"
 TUNE_PREFERENCE = ("fortunes", "scripture")
-
-
-class Ranked:
-    """An evidence object with a given order (choose_kept reads .ranked() and .weights)."""
-
-    def __init__(self, weights: dict, order: list[int] | None = None):
-        self.weights, self.sources = weights, {}
-        self.order = order if order is not None else sorted(weights, key=lambda t: (-weights[t], t))
-
-    def ranked(self) -> list[int]:
-        return self.order
 
 
 def main(argv=None) -> int:
