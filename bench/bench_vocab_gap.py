@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         model = copy.deepcopy(lm.model)
         tv = trim_loaded(model, lm.tokenizer, langs, fit, model_dir=lm.path, size=a.size,
                          scripts=scripts, **kw)
-        rows.append({"label": label, "size": len(tv.kept), "kept_by_reason": tv.section["kept_by_reason"],
+        rows.append({"label": label, "size": len(tv.kept),
+                     "kept_by_reason": tv.section["kept_by_reason"],
                      **score(model, tv.tokenizer, texts, a.max_bytes)})
 
     trimmed("language")
@@ -90,10 +91,10 @@ def main(argv=None) -> int:
     for k in (int(x) for x in a.oracle.split(",") if x):
         first = [i for i, _ in need.most_common(k)]
         log(f"oracle {k}")
+        order = first + [t for t in ev.ranked() if t not in set(first)]
         kept, counts, _ = choose_kept(lm.tokenizer, src, all_fit, config_token_ids(lm.model),
-                                      evidence=Ranked(ev.weights, first + [t for t in ev.ranked() if t not in set(first)],
-                                                       ev.sources), size=a.size, scripts=scripts,
-                                      symbols=True)
+                                      evidence=Ranked(ev.weights, order, ev.sources), size=a.size,
+                                      scripts=scripts, symbols=True)
         model = copy.deepcopy(lm.model)
         tok, _ = trim_tokenizer(lm.tokenizer, src, kept)
         trim_model(model, kept)

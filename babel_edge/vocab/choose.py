@@ -113,7 +113,7 @@ def common_symbols(text: str) -> bool:
     """Letter-free, made of characters below U+2400 (ASCII, Latin-1 and general punctuation,
     currency, arrows, mathematical and technical symbols, digits, whitespace) that belong to
     no particular script: what text in any language may hold. Emoji and the digits and signs
-    of one script (Bengali digits, Devanagari signs, Arabic-Indic digits: ~1,000 of Gemma's
+    of one script (Bengali digits, Devanagari signs, Arabic-Indic digits: ~800 of Gemma's
     letter-free tokens) compete on evidence instead; a target script's single characters are
     kept by the script rule."""
     return letter_free(text) and all(ord(c) < 0x2400 for c in text) \
@@ -163,12 +163,11 @@ def choose_kept(tokenizer, src: SourceVocab, texts: Sequence[str],
 
     Always kept: added/special tokens (with `symbols`, reserved `<unusedN>` placeholders are
     not), the byte tokens, config ids and chat-template tokens; with `symbols` every common
-    letter-free token (punctuation, digits, whitespace runs below U+2400 of no particular
-    script: common_symbols); every
-    single-character token of the target `scripts` (ISO 15924). Then, without `evidence`:
-    every token of `texts`. With `evidence` (evidence.Evidence): tokens in order of how much
-    the target languages need them, each with what it takes to build it (its BPE merges), until
-    `size` tokens in all (every token with evidence when size is None). Every kept token
+    letter-free token (common_symbols: punctuation, digits, whitespace runs of no particular
+    script); every single-character token of the target `scripts` (ISO 15924). Then, without
+    `evidence`: every token of `texts`. With `evidence` (evidence.Evidence): tokens in order of
+    how much the target languages need them, each with what it takes to build it (its BPE
+    merges), until `size` tokens in all (every token with evidence when size is None). Every kept token
     brings its merge parts and results, and (SentencePiece) its single characters."""
     vocab = {t: i for i, t in enumerate(src.tokens)}
     reason: dict[int, str] = {}

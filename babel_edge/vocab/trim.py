@@ -30,9 +30,9 @@ RULES = {
             "result are kept; new ids in the old order",
     "language": "all byte tokens + all added/special tokens + config ids + chat-template tokens + "
                 "every letter-free token of no particular script + every single-character token of "
-                "the target scripts; "
-                "then tokens ranked by their estimated share of the target languages' text "
-                "(wordfreq word frequencies and the fitting text, languages weighted equally), each "
+                "the target scripts; then tokens ranked by their estimated share of the target "
+                "languages' text (wordfreq word frequencies and the fitting text, languages "
+                "weighted equally), each "
                 "with the merges that build it, up to the size; merges kept when both parts and "
                 "the result are kept; new ids in the old order",
 }
@@ -131,8 +131,8 @@ def trim_loaded(model, tokenizer, langs: Sequence[str], texts_for: Callable[[str
     evidence: "language" — tokens ranked by how much the languages need them (wordfreq word
     frequencies + the fitting text; evidence.py), plus every letter-free token of no particular
     script (choose.common_symbols) and every single-character token of the target `scripts`,
-    up to `size` tokens; "text" — exactly the
-    tokens of the fitting text (the first release's rule; `size` must be None).
+    up to `size` tokens; "text" — exactly the tokens of the fitting text (the first release's
+    rule; `size` must be None).
     Raises when the trimmed tokenizer does not reproduce the original tokens on the fitting
     text whose tokens are all kept, or the trimmed model's logits over the kept tokens drift
     from the untrimmed model's."""
