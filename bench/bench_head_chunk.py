@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results" / "head_chunk"
 
 
@@ -46,7 +48,6 @@ def main(argv=None) -> int:
     from babel_edge.evaluate import HEAD_CHUNK, evaluate_languages, hf_tokenize, torch_scorer
     from babel_edge.heal.data import training_text
     from babel_edge.heal.distill import teacher_topk
-    from babel_edge.io import write_json, write_text
     from babel_edge.models import load_model
     from babel_edge.prune.run import fitting_texts
 
@@ -82,9 +83,7 @@ def main(argv=None) -> int:
            "default_chunk_when_run": HEAD_CHUNK, "units": units,
            "command": "python bench/bench_head_chunk.py " + " ".join(argv or sys.argv[1:]),
            "rows": {job: {str(c): v for c, v in per.items()} for job, per in rows.items()}}
-    write_json(RESULTS.with_suffix(".json"), res)
-    write_text(RESULTS.with_suffix(".md"), markdown(res))
-    print(markdown(res))
+    write_results(RESULTS, res, markdown)
     return 0
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import bits_per_byte, log, run_texts
+from common import bits_per_byte, log, run_texts, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ridge_gemma3_270m"
 
@@ -36,7 +36,6 @@ def main(argv=None) -> int:
     import torch
 
     from babel_edge.corpus import load_corpus, parse_langs
-    from babel_edge.io import write_json, write_text
     from babel_edge.models import load_model
     from babel_edge.pipeline import profile_cache_path
     from babel_edge.profile import load_profile, profile_model, save_profile
@@ -77,9 +76,7 @@ def main(argv=None) -> int:
     res = {"model": "gemma-3-270m", "langs": langs, "rate": a.rate, "schedule": a.schedule,
            "unseen_domain": unseen, "max_bytes": a.max_bytes, "rows": rows,
            "command": "python bench/bench_ridge.py " + " ".join(argv or sys.argv[1:])}
-    write_json(RESULTS.with_suffix(".json"), res)
-    write_text(RESULTS.with_suffix(".md"), markdown(res))
-    print(markdown(res))
+    write_results(RESULTS, res, markdown)
     return 0
 
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import add_ratios, log, run_texts, score
+from common import add_ratios, log, run_texts, score, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vocab_curve_gemma3_270m"
 
@@ -38,7 +38,6 @@ def main(argv=None) -> int:
     import torch
 
     from babel_edge.corpus import parse_langs
-    from babel_edge.io import write_json, write_text
     from babel_edge.models import load_model
     from babel_edge.prune.run import target_scripts
     from babel_edge.vocab import trim_loaded
@@ -68,9 +67,7 @@ def main(argv=None) -> int:
     res = {"model": "gemma-3-270m", "langs": langs, "unseen_domain": unseen,
            "max_bytes": a.max_bytes, "rows": rows,
            "command": "python bench/bench_vocab_curve.py " + " ".join(argv or sys.argv[1:])}
-    write_json(RESULTS.with_suffix(".json"), res)
-    write_text(RESULTS.with_suffix(".md"), markdown(res))
-    print(markdown(res))
+    write_results(RESULTS, res, markdown)
     return 0
 
 

@@ -27,7 +27,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from common import Ranked, add_ratios, log, run_texts, score
+from common import Ranked, add_ratios, log, run_texts, score, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vocab_gap_gemma3_270m"
 
@@ -44,7 +44,6 @@ def main(argv=None) -> int:
     import torch
 
     from babel_edge.corpus import load_corpus, parse_langs
-    from babel_edge.io import write_json, write_text
     from babel_edge.models import load_model
     from babel_edge.prune.run import target_scripts
     from babel_edge.vocab import choose_kept, config_token_ids, source_vocab, trim_loaded
@@ -108,9 +107,7 @@ def main(argv=None) -> int:
            "your_text_chars": sum(len(t) for t in yours),
            "missing_token_uses": sum(need.values()), "rows": rows,
            "command": "python bench/bench_vocab_gap.py " + " ".join(argv or sys.argv[1:])}
-    write_json(RESULTS.with_suffix(".json"), res)
-    write_text(RESULTS.with_suffix(".md"), markdown(res))
-    print(markdown(res))
+    write_results(RESULTS, res, markdown)
     return 0
 
 

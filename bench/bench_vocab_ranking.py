@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import Ranked
+from common import Ranked, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vocab_ranking_gemma3_270m"
 TUNE_PREFERENCE = ("fortunes", "scripture")
@@ -44,7 +44,6 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     from babel_edge.corpus import load_corpus, parse_langs
-    from babel_edge.io import write_json, write_text
     from babel_edge.models.loader import resolve_model_dir
     from babel_edge.prune.run import target_scripts
     from babel_edge.vocab.choose import SPM, _encode_many, choose_kept, merge_steps
@@ -154,9 +153,7 @@ def main(argv=None) -> int:
               "command": "python bench/bench_vocab_ranking.py " + " ".join(argv or sys.argv[1:])}
     first_out = next((t for t in Ranked(base_w).ranked() if t not in first_kept and 0 <= t < src.size), None)
     res["threshold_per_million"] = base_w[first_out] * 1e6 if first_out is not None else None
-    write_json(RESULTS.with_suffix(".json"), res)
-    write_text(RESULTS.with_suffix(".md"), markdown(res))
-    print(markdown(res))
+    write_results(RESULTS, res, markdown)
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 
 def log(msg: str) -> None:
@@ -67,3 +68,14 @@ class Ranked:
 
     def ranked(self) -> list[int]:
         return self.order
+
+
+def write_results(base: Path, res: dict, markdown: Callable[[dict], str]) -> None:
+    """res as base.json, markdown(res) as base.md (each written whole, then swapped in), and
+    the Markdown printed."""
+    from babel_edge.io import write_json, write_text
+
+    md = markdown(res)
+    write_json(base.with_suffix(".json"), res)
+    write_text(base.with_suffix(".md"), md)
+    print(md)
